@@ -1,0 +1,64 @@
+// Image assembly: turning files on disk (or, later, remote blobs) into an lsmt::Image.
+//
+//   path ──open──> file ──tar?──> payload ──ZFile?──> decompressed ──LSMT?──> layer
+//                                                                     └─ not LSMT: raw content
+//
+// Every blob is detected by content, never by name: tar-wrapped, ZFile-compressed and plain LSMT
+// layers stack freely. config.v1.json (overlaybd-compatible, docs/format/image-config.md)
+// names the lowers and the upper.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ovbd/io.h"
+#include "ovbd/lsmt.h"
+#include "ovbd/status.h"
+#include "ovbd/zfile.h"
+
+namespace ovbd::image {
+
+// What wrapping a blob had, outermost first.
+struct Unwrapped {
+  std::shared_ptr<const ReadableFile> content;  // the innermost bytes (LSMT blob or raw data)
+  bool tar = false;
+  std::optional<zfile::Info> zfile;             // set if ZFile-compressed
+  bool is_lsmt = false;                         // content starts with an LSMT header
+};
+
+// Detects and strips tar and ZFile wrapping.
+Result<Unwrapped> Unwrap(std::shared_ptr<const ReadableFile> file);
+// Opens a local path and unwraps it. "PATH:LENGTH" means the first LENGTH bytes of PATH (a layer
+// at the start of a larger file or device); the suffix is only taken as a length when the whole
+// string is not an existing path and LENGTH parses as a size ("64M", "4096").
+Result<Unwrapped> OpenLayerPath(const std::string& path);
+
+struct UpperPaths {
+  std::string data;
+  std::string index;
+};
+
+struct ImageConfig {
+  std::vector<std::string> lowers;  // local files, bottom first
+  std::optional<UpperPaths> upper;
+  std::string result_file;          // "" = none
+};
+
+// Parses config.v1.json text. Unknown keys are ignored; wrong types are InvalidArgument naming the
+// key. Relative paths are resolved against `base_dir`.
+Result<ImageConfig> ParseImageConfig(std::string_view json, const std::string& base_dir);
+Result<ImageConfig> LoadImageConfig(const std::string& path);
+// Writes "success" or "failed:<reason>" to config.result_file (if set).
+Status WriteResult(const ImageConfig& config, const Status& outcome);
+
+// Opens an existing writable layer (data + index files, read-write). Errors name the path.
+Result<std::unique_ptr<lsmt::RwLayer>> OpenUpper(const UpperPaths& paths);
+
+// Opens lowers (bottom first) and an optional upper into an Image. Every lower must be an LSMT
+// layer after unwrapping.
+Result<std::unique_ptr<lsmt::Image>> OpenImage(const std::vector<std::string>& lowers,
+                                               const std::optional<UpperPaths>& upper);
+
+}  // namespace ovbd::image

@@ -1,0 +1,212 @@
+// LSMT: OverlayBD's layer format (normative spec: docs/format/lsmt.md).
+//
+//   read-only blob:  | header 4096 | data (sector runs) | index: N x 16 B | trailer 4096 |
+//   writable layer:  data file  = | header 4096 | appended data ...            |
+//                    index file = | header 4096 | 16-byte records, replayed ... |
+//
+//   lowers (RO blobs, bottom first) ──┐
+//                                     ├─ merged SegmentIndex (upper wins) ─┐
+//   upper (RwLayer, optional) ────────┘                                    ├─ Image (ReadableFile,
+//                                                                          │   + writes if upper)
+//   Commit(image) ─> one RO blob (sequential WritableFile; compose with zfile/tar writers)
+//
+// Units: Segment fields are 512-byte sectors; every other offset/length in this API is bytes.
+// Thread model: Image reads are concurrent; writes to an RwLayer are serialised internally and may
+// run concurrently with reads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ovbd/io.h"
+#include "ovbd/status.h"
+
+namespace ovbd::lsmt {
+
+inline constexpr uint64_t kSectorSize = 512;
+inline constexpr uint64_t kHeaderSize = 4096;           // header and trailer space
+inline constexpr uint32_t kMaxSegmentLength = 16383;    // sectors (8 MiB - 512 B)
+inline constexpr uint64_t kInvalidOffset = (1ULL << 50) - 1;  // padding entries
+inline constexpr uint64_t kMaxOffset = (1ULL << 50) - 1;      // sectors
+inline constexpr uint64_t kMaxMOffset = (1ULL << 55) - 1;     // sectors
+inline constexpr size_t kMaxStackLayers = 255;
+inline constexpr uint64_t kMaxRoIndexSize = 1'000'000;        // entries incl. padding
+inline constexpr uint64_t kMaxRwIndexRecords = 128'000'000;
+inline constexpr uint64_t kMaxMergedIndexSize = 128'000'000;
+inline constexpr size_t kMaxUserTag = 256;
+inline constexpr uint64_t kMaxIoSize = 4ULL << 20;            // writes are split at 4 MiB
+
+// One index entry. offset/length/moffset in sectors. zeroed: reads as zeros and hides lower
+// layers (moffset meaningless). tag: layer index at run time (0 = top of the stack).
+struct Segment {
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  uint64_t moffset = 0;
+  bool zeroed = false;
+  uint8_t tag = 0;
+
+  uint64_t end() const { return offset + length; }
+  bool operator==(const Segment&) const = default;
+};
+
+// HeaderTrailer flag bits.
+inline constexpr uint32_t kFlagHeader = 1u << 0;
+inline constexpr uint32_t kFlagDataFile = 1u << 1;
+inline constexpr uint32_t kFlagSealed = 1u << 2;
+inline constexpr uint32_t kFlagSparseRw = 1u << 4;
+
+// The decoded fields of a 4096-byte header or trailer.
+struct HeaderTrailer {
+  uint32_t flags = 0;
+  uint64_t index_offset = 0;   // bytes
+  uint64_t index_size = 0;     // entries (16 bytes each)
+  uint64_t virtual_size = 0;   // bytes
+  std::string uuid;            // "XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX" uppercase, or "" = null
+  std::string parent_uuid;     // same; "" = null
+  uint8_t version = 1;
+  uint8_t sub_version = 1;
+  std::string user_tag;        // commit message, <= 256 bytes
+};
+
+// What `ovbd info` / `ovbd check` report about one read-only blob (already unwrapped from
+// tar/ZFile). Entries are the valid (non-padding) ones, in file order.
+struct LayerInfo {
+  HeaderTrailer header;
+  HeaderTrailer trailer;
+  uint64_t file_size = 0;
+  uint64_t padding_entries = 0;
+  std::vector<Segment> segments;  // tags reset to 0
+};
+
+// Reads and validates a read-only blob's header, trailer and index (caps, order, moffset
+// ranges). Errors name the file, the field or entry, and the cause.
+Result<LayerInfo> ReadLayerInfo(const ReadableFile& blob);
+// True if the file starts with the LSMT magic and a header flag (an RO blob or an RW data
+// file). Only the first 390 bytes are read; a damaged blob still answers true.
+Result<bool> IsLsmtBlob(const ReadableFile& file);
+
+// ---- Writable layer ---------------------------------------------------------------------------
+
+struct CreateOptions {
+  uint64_t virtual_size = 0;       // bytes, multiple of 512, > 0
+  std::string uuid;                // "" = random v4
+  std::string parent_uuid;         // "" = null
+};
+
+// The writable (upper) layer: a data file that only grows, and an index file of 16-byte
+// records replayed in order on open (last write wins). Write/Discard are 512-byte aligned.
+// Durability: Sync() makes every completed write survive a crash; a torn trailing record in the
+// index file is ignored on reopen, never misread.
+class RwLayer {
+ public:
+  virtual ~RwLayer() = default;
+  virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;
+  // Hides [offset, offset+length) as zeros (discard and write-zeroes; no data is stored).
+  virtual Status Discard(uint64_t offset, uint64_t length) = 0;
+  // Reads only this layer's mappings; unmapped ranges read as zeros.
+  virtual Status Read(uint64_t offset, std::span<uint8_t> buf) const = 0;
+  virtual Status Sync() = 0;
+  // Appends the sorted index and a trailer to the data file, making it a valid read-only blob.
+  // No writes are accepted afterwards.
+  virtual Status Seal() = 0;
+  // The live mappings, sorted by offset (tags 0).
+  virtual std::vector<Segment> Segments() const = 0;
+  // The live mappings overlapping [offset, offset+length) SECTORS, clipped to that range (a data
+  // mapping cut at its front has its moffset advanced), sorted, tags 0. The default filters
+  // Segments(); the real layer answers from its index in O(log n + k).
+  virtual std::vector<Segment> Lookup(uint64_t offset, uint64_t length) const;
+  // The data-file header (virtual size, uuids).
+  virtual const HeaderTrailer& meta() const = 0;
+  virtual uint64_t VirtualSize() const = 0;
+  // Reads raw bytes of the data file (for commit).
+  virtual const ReadableFile& data_file() const = 0;
+};
+
+Result<std::unique_ptr<RwLayer>> CreateRwLayer(std::unique_ptr<RandomRWFile> data,
+                                               std::unique_ptr<RandomRWFile> index,
+                                               const CreateOptions& options);
+Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
+                                             std::unique_ptr<RandomRWFile> index);
+
+// ---- Merged index -----------------------------------------------------------------------------
+
+// An immutable sorted, non-overlapping set of segments with fast point/range lookup. Memory is
+// about 16 bytes per segment plus a small search tree.
+class SegmentIndex {
+ public:
+  virtual ~SegmentIndex() = default;
+  // Calls fn for every segment overlapping [offset, offset+length) sectors, in order, clipped
+  // to the range (a data segment clipped at its front has its moffset advanced).
+  virtual void Lookup(uint64_t offset, uint64_t length,
+                      const std::function<void(const Segment&)>& fn) const = 0;
+  // The first segment whose end is > offset, or nullopt (the basic lookup, benchmarked).
+  virtual std::optional<Segment> FindFirstEndingAfter(uint64_t offset) const = 0;
+  virtual size_t size() const = 0;
+  virtual std::vector<Segment> All() const = 0;
+  virtual size_t MemoryBytes() const = 0;
+};
+// `segments` must be sorted and non-overlapping (checked: InvalidArgument otherwise).
+Result<std::unique_ptr<SegmentIndex>> BuildSegmentIndex(std::vector<Segment> segments);
+
+// Merges per-layer indexes (index 0 = TOP layer) into one: upper wins, zeroed entries shadow.
+// The result's tags are layer indexes (0 = top). Fails above kMaxMergedIndexSize.
+Result<std::vector<Segment>> MergeIndexes(const std::vector<std::vector<Segment>>& top_first);
+
+// ---- Image: a stack of layers --------------------------------------------------------------
+
+// A block-device image: read-only lowers (bottom first) with an optional writable upper layer.
+// As a ReadableFile it reads the merged virtual device (holes and zeroed ranges read as zeros);
+// ReadAt needs no alignment. Thread-safe.
+class Image : public ReadableFile {
+ public:
+  virtual bool writable() const = 0;
+  // Writes/discards go to the upper layer (NotSupported if there is none). Byte offsets; the
+  // writable layer needs 512-byte alignment.
+  virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;
+  virtual Status Discard(uint64_t offset, uint64_t length) = 0;
+  virtual Status Flush() = 0;
+  // Number of layers, including the upper.
+  virtual size_t layer_count() const = 0;
+  // The merged mappings of the whole stack (tags: 0 = top), for commit, merge and extents.
+  virtual std::vector<Segment> Segments() const = 0;
+  // Reads `buf.size()` bytes of layer `tag`'s raw blob at byte `offset` (for commit).
+  virtual Status ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const = 0;
+  // Header fields of the bottom and top layer (commit takes uuids/size from them).
+  virtual const HeaderTrailer& top_meta() const = 0;
+  virtual const HeaderTrailer& bottom_meta() const = 0;
+};
+
+// `lowers` are read-only LSMT blobs, bottom first (already unwrapped from tar/ZFile), at most 255
+// in all with the upper. With no lowers and no upper: InvalidArgument.
+Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
+                                         std::unique_ptr<RwLayer> upper = nullptr);
+
+// ---- Commit / merge / import ----------------------------------------------------------------
+
+struct CommitOptions {
+  std::string user_tag;                    // -m, <= 256 bytes
+  std::optional<std::string> uuid;         // default: null uuid
+  std::optional<std::string> parent_uuid;  // default: from the bottom layer's header
+  ProgressFn progress;                     // (bytes of data copied, bytes to copy)
+};
+
+// Writes the image's live content as one committed read-only blob to `out` (sequentially):
+// header, data in logical order, index merged and padded to 4 KiB, trailer. Zeroed ranges are
+// kept (they hide lower layers). Committing an image of several layers is a merge (flatten).
+// Does not Close `out`.
+Status Commit(const Image& image, WritableFile* out, const CommitOptions& options);
+
+// Writes a committed blob from a raw disk image: every 4 KiB block that is all zeros becomes a
+// hole, the rest data. Virtual size = raw size rounded up to 512.
+Status ImportRaw(const ReadableFile& raw, WritableFile* out, const CommitOptions& options);
+
+// Parses/formats UUID strings ("" for the null UUID). Accepts any case, writes uppercase.
+Result<std::string> NormalizeUuid(std::string_view text);
+std::string NewRandomUuid();
+
+}  // namespace ovbd::lsmt
