@@ -34,7 +34,7 @@ inline constexpr uint32_t kMaxSegmentLength = 16383;    // sectors (8 MiB - 512 
 inline constexpr uint64_t kInvalidOffset = (1ULL << 50) - 1;  // padding entries
 inline constexpr uint64_t kMaxOffset = (1ULL << 50) - 1;      // sectors
 inline constexpr uint64_t kMaxMOffset = (1ULL << 55) - 1;     // sectors
-inline constexpr size_t kMaxStackLayers = 255;
+inline constexpr size_t kMaxStackLayers = 255;  // read-only layers; the upper comes on top
 inline constexpr uint64_t kMaxRoIndexSize = 1'000'000;        // entries incl. padding
 inline constexpr uint64_t kMaxRwIndexRecords = 128'000'000;
 inline constexpr uint64_t kMaxMergedIndexSize = 128'000'000;
@@ -99,9 +99,15 @@ struct CreateOptions {
 };
 
 // The writable (upper) layer: a data file that only grows, and an index file of 16-byte
-// records replayed in order on open (last write wins). Write/Discard are 512-byte aligned.
-// Durability: Sync() makes every completed write survive a crash; a torn trailing record in the
-// index file is ignored on reopen, never misread.
+// records replayed in order on open (last write wins). Write/Discard are 512-byte aligned and
+// must lie within VirtualSize() (if it is 0: within the format's 2^59-byte limit); writes are
+// split into 4 MiB records, discards into 16383-sector zeroed records. Read needs no alignment.
+// Durability: Sync() makes every completed write survive a crash; it syncs the data file before
+// the index file, so a durable record never points at lost data. A torn trailing record in the
+// index file is ignored on reopen, never misread; a record pointing past the data file's end
+// makes OpenRwLayer fail with Corruption.
+// Threads: writers are serialised by one mutex; readers share a lock on the in-memory index only,
+// so reads run concurrently with each other and with a writer's file I/O.
 class RwLayer {
  public:
   virtual ~RwLayer() = default;
@@ -111,8 +117,9 @@ class RwLayer {
   // Reads only this layer's mappings; unmapped ranges read as zeros.
   virtual Status Read(uint64_t offset, std::span<uint8_t> buf) const = 0;
   virtual Status Sync() = 0;
-  // Appends the sorted index and a trailer to the data file, making it a valid read-only blob.
-  // No writes are accepted afterwards.
+  // Appends the sorted index (rounded up to 512 bytes with padding entries, index_size = real
+  // count) and a trailer to the data file, making it a valid read-only blob, then syncs the data
+  // file. Writes, discards and a second Seal fail with InvalidArgument afterwards; reads work.
   virtual Status Seal() = 0;
   // The live mappings, sorted by offset (tags 0).
   virtual std::vector<Segment> Segments() const = 0;
@@ -161,7 +168,11 @@ Result<std::vector<Segment>> MergeIndexes(const std::vector<std::vector<Segment>
 
 // A block-device image: read-only lowers (bottom first) with an optional writable upper layer.
 // As a ReadableFile it reads the merged virtual device (holes and zeroed ranges read as zeros);
-// ReadAt needs no alignment. Thread-safe.
+// ReadAt needs no alignment; Size() is the virtual size of the top-most layer that has one
+// (upper first) and reads past it are OutOfRange. A data mapping reaching past the end of its
+// blob reads zeros there. Tags: 0 = the upper if present, then the lowers top-down. Header
+// metas are the layers' HEADERS (a committed blob's header and trailer carry the same fields; a
+// sealed file's header is its RW data header). Thread-safe.
 class Image : public ReadableFile {
  public:
   virtual bool writable() const = 0;
@@ -182,7 +193,8 @@ class Image : public ReadableFile {
 };
 
 // `lowers` are read-only LSMT blobs, bottom first (already unwrapped from tar/ZFile), at most 255
-// in all with the upper. With no lowers and no upper: InvalidArgument.
+// of them (else InvalidArgument), plus the optional writable upper on top. With no lowers and no upper: InvalidArgument.
+// Each lower is validated by ReadLayerInfo; errors say "lower layer <i>: <file>: ...".
 Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
                                          std::unique_ptr<RwLayer> upper = nullptr);
 
@@ -197,7 +209,10 @@ struct CommitOptions {
 
 // Writes the image's live content as one committed read-only blob to `out` (sequentially):
 // header, data in logical order, index merged and padded to 4 KiB, trailer. Zeroed ranges are
-// kept (they hide lower layers). Committing an image of several layers is a merge (flatten).
+// kept (they hide lower layers). Committing an image of several layers is a merge (flatten); the
+// on-disk tags then name the source layer (0 = top), as overlaybd-merge writes them. Virtual size
+// from top_meta() (or Size() if 0); parent from bottom_meta() unless given. The output equals
+// overlaybd-commit's byte for byte. NoSpace if the index would exceed kMaxRoIndexSize entries.
 // Does not Close `out`.
 Status Commit(const Image& image, WritableFile* out, const CommitOptions& options);
 

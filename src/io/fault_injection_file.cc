@@ -115,17 +115,21 @@ Status FaultInjectionFile::Sync() {
 Status FaultInjectionFile::DropUnsyncedWrites(uint64_t keep_bytes_of_last_write) {
   std::lock_guard lock(state_->mu);
   auto& log = state_->undo;
+  // The surviving prefix of the newest write (a torn write), saved before anything is undone.
+  uint64_t keep_offset = 0;
+  std::vector<uint8_t> kept;
+  if (!log.empty() && keep_bytes_of_last_write > 0) {
+    const State::Undo& last = log.back();
+    keep_offset = last.offset;
+    kept.resize(std::min(keep_bytes_of_last_write, last.new_length));
+    OVBD_RETURN_IF_ERROR(base_->ReadAt(keep_offset, kept));
+  }
   for (size_t i = log.size(); i-- > 0;) {
     const State::Undo& u = log[i];
-    bool torn = (i + 1 == log.size()) && keep_bytes_of_last_write > 0;
-    uint64_t keep = torn ? std::min(keep_bytes_of_last_write, u.new_length) : 0;
-    // Restore the old bytes past the kept prefix, then the old size (but never cut the prefix).
-    if (u.old_bytes.size() > keep) {
-      OVBD_RETURN_IF_ERROR(base_->WriteAt(u.offset + keep, std::span(u.old_bytes).subspan(keep)));
-    }
-    uint64_t size_after = std::max(u.old_size, keep > 0 ? u.offset + keep : 0);
-    if (base_->Size() != size_after) OVBD_RETURN_IF_ERROR(base_->Truncate(size_after));
+    if (!u.old_bytes.empty()) OVBD_RETURN_IF_ERROR(base_->WriteAt(u.offset, u.old_bytes));
+    if (base_->Size() != u.old_size) OVBD_RETURN_IF_ERROR(base_->Truncate(u.old_size));
   }
+  if (!kept.empty()) OVBD_RETURN_IF_ERROR(base_->WriteAt(keep_offset, kept));
   log.clear();
   return Status::OK();
 }

@@ -38,6 +38,19 @@ TEST(FaultInjectionFile, TornLastWriteKeepsAPrefix) {
   EXPECT_TRUE(std::equal(rec.begin(), rec.begin() + 5, disk->bytes.begin() + 4096));
 }
 
+TEST(FaultInjectionFile, TornPrefixSurvivesUndoOfOlderExtendingWrites) {
+  auto disk = std::make_shared<MemStorage>();
+  FaultInjectionFile f(NewMemFile("disk", disk));
+  ASSERT_TRUE(f.WriteAt(0, MakeData(1, 4096)).ok());
+  ASSERT_TRUE(f.Sync().ok());
+  ASSERT_TRUE(f.WriteAt(4096, MakeData(2, 16)).ok());  // unsynced, extends the file
+  auto rec = MakeData(3, 16);
+  ASSERT_TRUE(f.WriteAt(4112, rec).ok());  // the newest record, torn after 7 bytes
+  ASSERT_TRUE(f.DropUnsyncedWrites(7).ok());
+  ASSERT_EQ(disk->bytes.size(), 4112u + 7);
+  EXPECT_TRUE(std::equal(rec.begin(), rec.begin() + 7, disk->bytes.begin() + 4112));
+}
+
 TEST(FaultInjectionFile, InjectedErrorsFireOnce) {
   FaultInjectionFile f(NewMemFile("disk"));
   ASSERT_TRUE(f.WriteAt(0, MakeData(1, 1024)).ok());

@@ -1,0 +1,181 @@
+// A stack of layers as one device (notes §2.6, §3.7).
+//
+//   tag 0        upper RwLayer (optional)   ── consulted first, its live index
+//   tag 1..n     lowers, top first          ── one merged SegmentIndex fills the gaps
+//
+// Without an upper the lowers take tags 0..n-1. Reads resolve the requested sectors into
+// segments with these global tags and hand them to FillFromSegments (any byte alignment).
+#include <string>
+#include <vector>
+
+#include "base/checked.h"
+#include "lsmt/segment_read.h"
+#include "ovbd/lsmt.h"
+
+namespace ovbd::lsmt {
+namespace {
+
+class StackImage final : public Image {
+ public:
+  StackImage(std::vector<std::shared_ptr<const ReadableFile>> lowers, std::vector<HeaderTrailer> headers,
+             std::unique_ptr<SegmentIndex> ro, std::unique_ptr<RwLayer> upper, uint64_t size)
+      : lowers_(std::move(lowers)),
+        headers_(std::move(headers)),
+        ro_(std::move(ro)),
+        upper_(std::move(upper)),
+        size_(size),
+        name_(upper_ ? upper_->data_file().Name() : lowers_.back()->Name()) {}
+
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  uint64_t Size() const override { return size_; }
+  const std::string& Name() const override { return name_; }
+
+  bool writable() const override { return upper_ != nullptr; }
+  Status Write(uint64_t offset, std::span<const uint8_t> data) override;
+  Status Discard(uint64_t offset, uint64_t length) override;
+  Status Flush() override { return upper_ ? upper_->Sync() : Status::OK(); }
+  size_t layer_count() const override { return lowers_.size() + (upper_ ? 1 : 0); }
+  std::vector<Segment> Segments() const override { return Resolve(0, kMaxOffset); }
+  Status ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const override;
+  const HeaderTrailer& top_meta() const override { return upper_ ? upper_->meta() : headers_.back(); }
+  const HeaderTrailer& bottom_meta() const override {
+    return headers_.empty() ? upper_->meta() : headers_.front();
+  }
+
+ private:
+  // Segments covering [offset, offset+length) sectors, clipped, sorted, with global tags.
+  std::vector<Segment> Resolve(uint64_t offset, uint64_t length) const;
+  Status CheckWrite(uint64_t offset, uint64_t length, const char* op) const;
+
+  std::vector<std::shared_ptr<const ReadableFile>> lowers_;  // bottom first
+  std::vector<HeaderTrailer> headers_;                       // lowers' headers, bottom first
+  std::unique_ptr<SegmentIndex> ro_;                         // tags: 0 = top lower
+  std::unique_ptr<RwLayer> upper_;
+  uint64_t size_;
+  std::string name_;
+};
+
+std::vector<Segment> StackImage::Resolve(uint64_t offset, uint64_t length) const {
+  std::vector<Segment> out;
+  const uint8_t shift = upper_ ? 1 : 0;
+  auto add_lower = [&](uint64_t begin, uint64_t end) {
+    if (!ro_ || begin >= end) return;
+    ro_->Lookup(begin, end - begin, [&](const Segment& s) {
+      out.push_back(s);
+      out.back().tag = static_cast<uint8_t>(s.tag + shift);
+    });
+  };
+  if (!upper_) {
+    add_lower(offset, offset + length);
+    return out;
+  }
+  uint64_t cursor = offset;
+  for (const Segment& s : upper_->Lookup(offset, length)) {
+    add_lower(cursor, s.offset);
+    out.push_back(s);
+    out.back().tag = 0;
+    cursor = s.end();
+  }
+  add_lower(cursor, offset + length);
+  return out;
+}
+
+Status StackImage::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
+  if (!RangeWithin(offset, buf.size(), size_)) {
+    return Status::OutOfRange(name_ + ": read at " + std::to_string(offset) + " length " +
+                              std::to_string(buf.size()) + " is past the virtual size " +
+                              std::to_string(size_));
+  }
+  if (buf.empty()) return Status::OK();
+  SectorRange range = CoveringSectors(offset, buf.size());
+  return FillFromSegments(Resolve(range.offset, range.length), offset, buf,
+                          [this](uint8_t tag, uint64_t at, std::span<uint8_t> out) {
+                            return ReadLayerData(tag, at, out);
+                          });
+}
+
+Status StackImage::ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const {
+  if (upper_ && tag == 0) return ReadZeroPadded(upper_->data_file(), offset, buf);
+  size_t index = tag - (upper_ ? 1u : 0u);
+  if (index >= lowers_.size()) {
+    return Status::InvalidArgument(name_ + ": no layer with tag " + std::to_string(tag));
+  }
+  return ReadZeroPadded(*lowers_[lowers_.size() - 1 - index], offset, buf);
+}
+
+Status StackImage::CheckWrite(uint64_t offset, uint64_t length, const char* op) const {
+  if (!upper_) return Status::NotSupported(name_ + ": " + op + " on a read-only image");
+  if (!RangeWithin(offset, length, size_)) {
+    return Status::OutOfRange(name_ + ": " + op + " at " + std::to_string(offset) + " length " +
+                              std::to_string(length) + " is past the virtual size " +
+                              std::to_string(size_));
+  }
+  return Status::OK();
+}
+
+Status StackImage::Write(uint64_t offset, std::span<const uint8_t> data) {
+  OVBD_RETURN_IF_ERROR(CheckWrite(offset, data.size(), "write"));
+  return upper_->Write(offset, data);
+}
+
+Status StackImage::Discard(uint64_t offset, uint64_t length) {
+  OVBD_RETURN_IF_ERROR(CheckWrite(offset, length, "discard"));
+  return upper_->Discard(offset, length);
+}
+
+// The virtual size of the top-most layer that has one (upper first, then lowers top-down).
+uint64_t StackVirtualSize(const std::vector<LayerInfo>& infos, const RwLayer* upper) {
+  if (upper != nullptr && upper->VirtualSize() > 0) return upper->VirtualSize();
+  for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
+    if (it->trailer.virtual_size > 0) return it->trailer.virtual_size;
+  }
+  return 0;
+}
+
+Result<std::unique_ptr<SegmentIndex>> MergeLowers(std::vector<LayerInfo>* infos) {
+  std::vector<std::vector<Segment>> top_first(infos->size());
+  for (size_t i = 0; i < infos->size(); i++) {
+    top_first[infos->size() - 1 - i] = std::move((*infos)[i].segments);
+  }
+  OVBD_ASSIGN_OR_RETURN(std::vector<Segment> merged, MergeIndexes(top_first));
+  return BuildSegmentIndex(std::move(merged));
+}
+
+Status CheckStackShape(const std::vector<std::shared_ptr<const ReadableFile>>& lowers, bool has_upper) {
+  if (lowers.empty() && !has_upper) return Status::InvalidArgument("OpenImage: no layers");
+  // As in overlaybd: up to 255 read-only layers, plus the writable one on top (tags 0..255).
+  if (lowers.size() > kMaxStackLayers) {
+    return Status::InvalidArgument("OpenImage: " + std::to_string(lowers.size()) +
+                                   " read-only layers exceed the limit of " + std::to_string(kMaxStackLayers));
+  }
+  for (size_t i = 0; i < lowers.size(); i++) {
+    if (!lowers[i]) return Status::InvalidArgument("OpenImage: lower layer " + std::to_string(i) + " is null");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
+                                         std::unique_ptr<RwLayer> upper) {
+  OVBD_RETURN_IF_ERROR(CheckStackShape(lowers, upper != nullptr));
+  std::vector<LayerInfo> infos;
+  std::vector<HeaderTrailer> headers;
+  for (size_t i = 0; i < lowers.size(); i++) {
+    auto info = ReadLayerInfo(*lowers[i]);
+    if (!info.ok()) return info.status().WithContext("lower layer " + std::to_string(i));
+    headers.push_back(info->header);
+    infos.push_back(std::move(info).value());
+  }
+  const uint64_t size = StackVirtualSize(infos, upper.get());
+  std::unique_ptr<SegmentIndex> ro;
+  if (!infos.empty()) {
+    auto merged = MergeLowers(&infos);
+    if (!merged.ok()) return merged.status().WithContext("OpenImage: merging the lower indexes");
+    ro = std::move(merged).value();
+  }
+  return std::unique_ptr<Image>(
+      new StackImage(std::move(lowers), std::move(headers), std::move(ro), std::move(upper), size));
+}
+
+}  // namespace ovbd::lsmt

@@ -1,0 +1,186 @@
+// Stacks of layers read as one device: the golden images, unaligned reads, limits, writes.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "lsmt/lsmt_test_util.h"
+
+namespace ovbd::lsmt {
+namespace {
+
+using namespace ovbd::lsmt::testing;
+using ::ovbd::testing::MakeData;
+using ::ovbd::testing::Md5OfFile;
+
+TEST(Image, Layer0Alone) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer0.lsmt")});
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(image->Size(), 67108864u);
+  EXPECT_EQ(image->layer_count(), 1u);
+  EXPECT_FALSE(image->writable());
+  EXPECT_EQ(Md5OfFile(*image), kMd5Layer0);
+}
+
+TEST(Image, Layer0AndLayer1) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.lsmt")});
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(Md5OfFile(*image), kMd5Layer01);
+  EXPECT_EQ(image->bottom_meta().uuid, kU0);
+  EXPECT_EQ(image->top_meta().uuid, kU1);
+}
+
+TEST(Image, Layer1Alone) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer1.lsmt")});
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(Md5OfFile(*image), kMd5Layer1Alone);
+}
+
+TEST(Image, Layer0WithTheLiveRwLayer) {
+  OVBD_REQUIRE_VECTORS();
+  RwDisks disks = Layer1RwCopy();
+  auto image = MustOpenImage({Vector("layer0.lsmt")}, MustOpenRw(disks));
+  ASSERT_NE(image, nullptr);
+  EXPECT_TRUE(image->writable());
+  EXPECT_EQ(image->layer_count(), 2u);
+  EXPECT_EQ(Md5OfFile(*image), kMd5Layer01);
+}
+
+TEST(Image, Layer0WithTheSealedLayer1) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.sealed")});
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(Md5OfFile(*image), kMd5Layer01);
+}
+
+TEST(Image, UnalignedReadsMatchTheFlatDevice) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.lsmt")});
+  ASSERT_NE(image, nullptr);
+  std::vector<uint8_t> flat(image->Size());
+  ASSERT_TRUE(image->ReadAt(0, flat).ok());
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 300; i++) {
+    size_t n = 1 + rng() % (i % 3 == 0 ? 300000 : 3000);
+    uint64_t offset = rng() % (flat.size() - n + 1);
+    std::vector<uint8_t> got(n);
+    ASSERT_TRUE(image->ReadAt(offset, got).ok());
+    ASSERT_TRUE(std::equal(got.begin(), got.end(), flat.begin() + offset)) << offset << "+" << n;
+  }
+}
+
+TEST(Image, ReadsPastTheVirtualSizeAreOutOfRange) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer0.lsmt")});
+  ASSERT_NE(image, nullptr);
+  std::vector<uint8_t> buf(2);
+  EXPECT_EQ(image->ReadAt(image->Size() - 1, buf).code(), Code::kOutOfRange);
+  EXPECT_EQ(image->ReadAt(~0ULL, buf).code(), Code::kOutOfRange);
+  EXPECT_TRUE(image->ReadAt(image->Size(), std::span<uint8_t>()).ok());
+  EXPECT_TRUE(image->ReadAt(image->Size() - 2, buf).ok());
+}
+
+TEST(Image, ReadOnlyImageRefusesWrites) {
+  OVBD_REQUIRE_VECTORS();
+  auto image = MustOpenImage({Vector("layer0.lsmt")});
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(image->Write(0, MakeData(1, 512)).code(), Code::kNotSupported);
+  EXPECT_EQ(image->Discard(0, 512).code(), Code::kNotSupported);
+  EXPECT_TRUE(image->Flush().ok());
+}
+
+TEST(Image, SegmentsOfAStackCarryTopFirstTags) {
+  OVBD_REQUIRE_VECTORS();
+  RwDisks disks;
+  auto upper = MustCreateRw(disks, 64 << 20);
+  ASSERT_TRUE(upper->Write(0, MakeData(1, 512)).ok());
+  auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.lsmt")}, std::move(upper));
+  ASSERT_NE(image, nullptr);
+  std::vector<Segment> segments = image->Segments();
+  ASSERT_FALSE(segments.empty());
+  EXPECT_EQ(segments[0], (Segment{0, 1, 8, false, 0}));  // the upper's write
+  EXPECT_EQ(segments[1].offset, 1u);                      // layer0's first entry, trimmed
+  EXPECT_EQ(segments[1].tag, 2);
+  EXPECT_EQ(segments[2].offset, 4u);                      // layer1's first entry
+  EXPECT_EQ(segments[2].tag, 1);
+  for (size_t i = 1; i < segments.size(); i++) ASSERT_LE(segments[i - 1].end(), segments[i].offset);
+}
+
+TEST(Image, WritesGoToTheUpperLayerAndShadowLowers) {
+  OVBD_REQUIRE_VECTORS();
+  RwDisks disks;
+  auto image = MustOpenImage({Vector("layer0.lsmt")}, MustCreateRw(disks, 64 << 20));
+  ASSERT_NE(image, nullptr);
+  std::vector<uint8_t> before(8192);
+  ASSERT_TRUE(image->ReadAt(0, before).ok());
+  std::vector<uint8_t> data = MakeData(5, 1024);
+  ASSERT_TRUE(image->Write(1024, data).ok());
+  ASSERT_TRUE(image->Discard(4096, 1024).ok());
+  ASSERT_TRUE(image->Flush().ok());
+  std::vector<uint8_t> expected = before;
+  std::copy(data.begin(), data.end(), expected.begin() + 1024);
+  std::fill(expected.begin() + 4096, expected.begin() + 5120, 0);
+  std::vector<uint8_t> got(8192);
+  ASSERT_TRUE(image->ReadAt(0, got).ok());
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(image->Write(64 << 20, data).code(), Code::kOutOfRange);
+}
+
+TEST(Image, RwLayerWithoutSizeTakesTheLowerSize) {
+  OVBD_REQUIRE_VECTORS();
+  RwDisks disks;
+  MustCreateRw(disks, 4096);
+  // Make the index header say 0 (as an RW layer created without size would).
+  std::fill(disks.index->bytes.begin() + 48, disks.index->bytes.begin() + 56, 0);
+  auto image = MustOpenImage({Vector("layer0.lsmt")}, MustOpenRw(disks));
+  ASSERT_NE(image, nullptr);
+  EXPECT_EQ(image->Size(), 67108864u);
+}
+
+TEST(Image, LayerLimits) {
+  EXPECT_EQ(OpenImage({}).status().code(), Code::kInvalidArgument);
+  // A tiny valid blob, stacked up to the limit and past it.
+  auto raw = NewMemReadableFile("raw", MakeData(3, 4096));
+  auto storage = std::make_shared<MemStorage>();
+  auto out = NewMemWritableFile("tiny.lsmt", storage);
+  ASSERT_TRUE(ImportRaw(*raw, out.get(), CommitOptions{}).ok());
+  ASSERT_TRUE(out->Close().ok());
+  std::shared_ptr<const ReadableFile> tiny = NewMemReadableFile("tiny.lsmt", storage->bytes);
+  std::vector<std::shared_ptr<const ReadableFile>> lowers(kMaxStackLayers, tiny);
+  auto full = OpenImage(lowers);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ((*full)->layer_count(), 255u);
+  EXPECT_EQ(Md5OfFile(**full), Md5OfFile(*raw));
+
+  lowers.push_back(tiny);
+  EXPECT_EQ(OpenImage(lowers).status().code(), Code::kInvalidArgument);
+  lowers.pop_back();
+  // 255 read-only layers plus a writable one on top is the largest stack (tags 0..255).
+  RwDisks disks;
+  auto with_upper = OpenImage(lowers, MustCreateRw(disks, 4096));
+  ASSERT_TRUE(with_upper.ok()) << with_upper.status().ToString();
+  EXPECT_EQ((*with_upper)->layer_count(), 256u);
+  std::vector<uint8_t> sector = MakeData(4, 512);
+  ASSERT_TRUE((*with_upper)->Write(0, sector).ok());
+  std::vector<uint8_t> got(4096);
+  ASSERT_TRUE((*with_upper)->ReadAt(0, got).ok());
+  EXPECT_TRUE(std::equal(sector.begin(), sector.end(), got.begin()));
+  std::vector<uint8_t> rest(3584);
+  ASSERT_TRUE(raw->ReadAt(512, rest).ok());
+  EXPECT_TRUE(std::equal(rest.begin(), rest.end(), got.begin() + 512));
+}
+
+TEST(Image, ABadLowerIsNamed) {
+  OVBD_REQUIRE_VECTORS();
+  std::vector<uint8_t> bytes = VectorBytes("layer1.lsmt");
+  bytes[bytes.size() - kHeaderSize] = 0;  // trailer magic
+  auto status = OpenImage({Vector("layer0.lsmt"), NewMemReadableFile("broken.lsmt", bytes)}).status();
+  EXPECT_TRUE(status.IsCorruption());
+  EXPECT_NE(status.message().find("lower layer 1"), std::string::npos) << status.ToString();
+  EXPECT_NE(status.message().find("broken.lsmt"), std::string::npos) << status.ToString();
+}
+
+}  // namespace
+}  // namespace ovbd::lsmt

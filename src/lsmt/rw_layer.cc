@@ -1,0 +1,386 @@
+// The writable layer (notes §3): data file + index file, both appended to only.
+//
+//   Write(off, bytes):  data file  += bytes (at data EOF, 512-aligned)      one record per
+//                       index file += {off, len, moffset = old EOF, 0}      4 MiB piece
+//   Discard(off, len):  index file += {off, len<=16383, moffset = EOF, zeroed} per piece
+//   Open:               replay the index file's records in order (last write wins)
+//
+// Locking: write_mu_ serialises everything that appends (Write, Discard, Sync, Seal); index_mu_
+// (shared) guards only the in-memory index, so readers never wait for a writer's file I/O. Data
+// bytes are never rewritten once a record points at them, so a reader may read them unlocked.
+//
+// Durability order: records are held in memory (pending_) and reach the index file only in
+// Sync(), after the data file has been synced. So every record in the index file points at
+// durable data, and after a crash the layer reopens with exactly the writes of the last completed
+// Sync() (plus possibly some of an interrupted one). A torn trailing record, or a zero-filled tail
+// left by a crash while the index file grew, is ignored on open. Reads see pending writes at once
+// (the in-memory index has them). The destructor syncs what is pending; a very long run of writes
+// without Sync() syncs by itself every kMaxPendingRecords records.
+#include <algorithm>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "base/checked.h"
+#include "lsmt/format.h"
+#include "lsmt/live_index.h"
+#include "lsmt/segment_read.h"
+#include "ovbd/lsmt.h"
+
+namespace ovbd::lsmt {
+
+std::vector<Segment> RwLayer::Lookup(uint64_t offset, uint64_t length) const {
+  std::vector<Segment> out;
+  for (const Segment& s : Segments()) {
+    if (s.end() > offset && s.offset < offset + length) out.push_back(ClipSegment(s, offset, offset + length));
+  }
+  return out;
+}
+
+namespace {
+
+constexpr size_t kReplayChunkRecords = 64 * 1024;  // 1 MiB of records per read
+constexpr size_t kMaxPendingRecords = 64 * 1024;   // records held before an implicit Sync
+
+struct OpenState {
+  HeaderTrailer data_meta;
+  HeaderTrailer index_meta;
+  uint64_t data_eof = 0;   // bytes, 512-aligned
+  uint64_t index_eof = 0;  // bytes: 4096 + 16 * whole records
+  LiveIndex live;
+};
+
+class RwLayerImpl final : public RwLayer {
+ public:
+  RwLayerImpl(std::unique_ptr<RandomRWFile> data, std::unique_ptr<RandomRWFile> index, OpenState state)
+      : data_(std::move(data)),
+        index_file_(std::move(index)),
+        data_meta_(std::move(state.data_meta)),
+        index_meta_(std::move(state.index_meta)),
+        live_(std::move(state.live)),
+        data_eof_(state.data_eof),
+        index_eof_(state.index_eof) {}
+  ~RwLayerImpl() override {
+    std::lock_guard lock(write_mu_);
+    (void)SyncLocked();  // best effort: a caller that needs the outcome calls Sync() first
+  }
+
+  Status Write(uint64_t offset, std::span<const uint8_t> data) override;
+  Status Discard(uint64_t offset, uint64_t length) override;
+  Status Read(uint64_t offset, std::span<uint8_t> buf) const override;
+  Status Sync() override;
+  Status Seal() override;
+  std::vector<Segment> Segments() const override;
+  std::vector<Segment> Lookup(uint64_t offset, uint64_t length) const override;
+  const HeaderTrailer& meta() const override { return data_meta_; }
+  uint64_t VirtualSize() const override { return index_meta_.virtual_size; }
+  const ReadableFile& data_file() const override { return *data_; }
+
+ private:
+  Status CheckWritable(uint64_t offset, uint64_t length, const char* op) const;
+  Status WritePiece(uint64_t offset, std::span<const uint8_t> piece);
+  Status AppendRecord(const Segment& s);
+  Status SyncLocked();
+
+  std::unique_ptr<RandomRWFile> data_;
+  std::unique_ptr<RandomRWFile> index_file_;
+  const HeaderTrailer data_meta_;
+  const HeaderTrailer index_meta_;
+
+  std::mutex write_mu_;
+  mutable std::shared_mutex index_mu_;
+  LiveIndex live_;          // guarded by index_mu_ (written only with write_mu_ also held)
+  uint64_t data_eof_;       // guarded by write_mu_
+  uint64_t index_eof_;      // guarded by write_mu_: end of the records in the index file
+  std::vector<uint8_t> pending_;  // guarded by write_mu_: encoded records not yet in the file
+  bool index_unsynced_ = false;   // guarded by write_mu_: records written but not yet synced
+  bool sealed_ = false;     // guarded by write_mu_
+};
+
+Status RwLayerImpl::CheckWritable(uint64_t offset, uint64_t length, const char* op) const {
+  if (sealed_) return Status::InvalidArgument(data_->Name() + ": " + op + " on a sealed layer");
+  if (!IsAligned(offset, kSectorSize) || !IsAligned(length, kSectorSize)) {
+    return Status::InvalidArgument(data_->Name() + ": " + op + " at " + std::to_string(offset) +
+                                   " length " + std::to_string(length) + " is not 512-byte aligned");
+  }
+  // A layer whose header says 0 takes its size from the layers below (notes §3.7): then only
+  // the format's own limit applies and the Image checks its size.
+  uint64_t limit = VirtualSize() > 0 ? VirtualSize() : kMaxOffset * kSectorSize;
+  if (!RangeWithin(offset, length, limit)) {
+    return Status::OutOfRange(data_->Name() + ": " + op + " at " + std::to_string(offset) +
+                              " length " + std::to_string(length) + " is past the virtual size " +
+                              std::to_string(limit));
+  }
+  return Status::OK();
+}
+
+Status RwLayerImpl::AppendRecord(const Segment& s) {
+  if ((index_eof_ - kHeaderSize + pending_.size()) / kSegmentBytes >= kMaxRwIndexRecords) {
+    return Status::NoSpace(index_file_->Name() + ": the index holds the maximum of " +
+                           std::to_string(kMaxRwIndexRecords) + " records");
+  }
+  uint8_t record[kSegmentBytes];
+  EncodeSegment(s, record);
+  pending_.insert(pending_.end(), record, record + kSegmentBytes);
+  {
+    std::unique_lock lock(index_mu_);
+    live_.Insert(s);
+  }
+  if (pending_.size() >= kMaxPendingRecords * kSegmentBytes) return SyncLocked();
+  return Status::OK();
+}
+
+Status RwLayerImpl::WritePiece(uint64_t offset, std::span<const uint8_t> piece) {
+  Segment s{offset / kSectorSize, static_cast<uint32_t>(piece.size() / kSectorSize),
+            data_eof_ / kSectorSize, false, 0};
+  if (s.moffset + s.length > kMaxMOffset) {
+    return Status::NoSpace(data_->Name() + ": data file is at the 2^55-sector moffset limit");
+  }
+  OVBD_RETURN_IF_ERROR(data_->WriteAt(data_eof_, piece).WithContext(data_->Name()));
+  data_eof_ += piece.size();
+  return AppendRecord(s);
+}
+
+Status RwLayerImpl::Write(uint64_t offset, std::span<const uint8_t> data) {
+  std::lock_guard lock(write_mu_);
+  OVBD_RETURN_IF_ERROR(CheckWritable(offset, data.size(), "write"));
+  for (uint64_t done = 0; done < data.size();) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kMaxIoSize, data.size() - done));
+    OVBD_RETURN_IF_ERROR(WritePiece(offset + done, data.subspan(done, n)));
+    done += n;
+  }
+  return Status::OK();
+}
+
+Status RwLayerImpl::Discard(uint64_t offset, uint64_t length) {
+  std::lock_guard lock(write_mu_);
+  OVBD_RETURN_IF_ERROR(CheckWritable(offset, length, "discard"));
+  uint64_t sector = offset / kSectorSize;
+  const uint64_t end = (offset + length) / kSectorSize;
+  while (sector < end) {
+    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kMaxSegmentLength, end - sector));
+    OVBD_RETURN_IF_ERROR(AppendRecord(Segment{sector, n, data_eof_ / kSectorSize, true, 0}));
+    sector += n;
+  }
+  return Status::OK();
+}
+
+Status RwLayerImpl::Read(uint64_t offset, std::span<uint8_t> buf) const {
+  uint64_t limit = VirtualSize() > 0 ? VirtualSize() : kMaxOffset * kSectorSize;
+  if (!RangeWithin(offset, buf.size(), limit)) {
+    return Status::OutOfRange(data_->Name() + ": read at " + std::to_string(offset) + " length " +
+                              std::to_string(buf.size()) + " is past the virtual size");
+  }
+  SectorRange range = CoveringSectors(offset, buf.size());
+  std::vector<Segment> segments = Lookup(range.offset, range.length);
+  return FillFromSegments(segments, offset, buf,
+                          [this](uint8_t, uint64_t at, std::span<uint8_t> out) {
+                            return ReadZeroPadded(*data_, at, out);
+                          });
+}
+
+Status RwLayerImpl::Sync() {
+  std::lock_guard lock(write_mu_);
+  return SyncLocked();
+}
+
+// Data first, then the records that point at it (see the top of the file). On failure the
+// pending records stay and the next Sync rewrites them at the same place.
+Status RwLayerImpl::SyncLocked() {
+  OVBD_RETURN_IF_ERROR(data_->Sync().WithContext(data_->Name()));
+  if (!pending_.empty()) {
+    OVBD_RETURN_IF_ERROR(index_file_->WriteAt(index_eof_, pending_).WithContext(index_file_->Name()));
+    index_eof_ += pending_.size();
+    pending_.clear();
+    index_unsynced_ = true;
+  }
+  if (index_unsynced_) {
+    if (index_file_->Size() > index_eof_) {  // a torn or zero tail found at open, now overwritten
+      OVBD_RETURN_IF_ERROR(index_file_->Truncate(index_eof_).WithContext(index_file_->Name()));
+    }
+    OVBD_RETURN_IF_ERROR(index_file_->Sync().WithContext(index_file_->Name()));
+    index_unsynced_ = false;
+  }
+  return Status::OK();
+}
+
+// Appends the sorted index (rounded up to 512 bytes with padding entries: deterministic, unlike
+// the reference, which leaves heap garbage there) and a trailer whose index_size excludes the
+// padding (notes §3.4).
+Status RwLayerImpl::Seal() {
+  std::lock_guard lock(write_mu_);
+  if (sealed_) return Status::InvalidArgument(data_->Name() + ": already sealed");
+  OVBD_RETURN_IF_ERROR(SyncLocked());  // the index file stays a faithful log of the layer
+  std::vector<Segment> segments = live_.All();
+  std::vector<uint8_t> index(RoundUp(segments.size() * kSegmentBytes, kSectorSize));
+  for (size_t i = 0; i < index.size() / kSegmentBytes; i++) {
+    EncodeSegment(i < segments.size() ? segments[i] : PaddingSegment(), &index[i * kSegmentBytes]);
+  }
+  HeaderTrailer trailer = data_meta_;
+  trailer.flags = kFlagsTrailer;
+  trailer.index_offset = data_eof_;
+  trailer.index_size = segments.size();
+  OVBD_RETURN_IF_ERROR(data_->WriteAt(data_eof_, index).WithContext(data_->Name()));
+  OVBD_RETURN_IF_ERROR(data_->WriteAt(data_eof_ + index.size(), EncodeHeaderTrailer(trailer))
+                           .WithContext(data_->Name()));
+  OVBD_RETURN_IF_ERROR(data_->Sync().WithContext(data_->Name()));
+  sealed_ = true;
+  return Status::OK();
+}
+
+std::vector<Segment> RwLayerImpl::Segments() const {
+  std::shared_lock lock(index_mu_);
+  return live_.All();
+}
+
+std::vector<Segment> RwLayerImpl::Lookup(uint64_t offset, uint64_t length) const {
+  std::vector<Segment> out;
+  std::shared_lock lock(index_mu_);
+  live_.Lookup(offset, length, [&out](const Segment& s) { out.push_back(s); });
+  return out;
+}
+
+// ---- opening -------------------------------------------------------------------------------
+
+Result<HeaderTrailer> ReadHeader(const ReadableFile& file) {
+  if (file.Size() < kHeaderSize) {
+    return Status::Corruption(file.Name() + ": file size " + std::to_string(file.Size()) +
+                              " is smaller than the 4096-byte header");
+  }
+  std::vector<uint8_t> bytes(kHeaderSize);
+  OVBD_RETURN_IF_ERROR(file.ReadAt(0, bytes).WithContext(file.Name()));
+  auto ht = DecodeHeaderTrailer(bytes);
+  if (!ht.ok()) return ht.status().WithContext(file.Name() + ": header at offset 0");
+  return ht;
+}
+
+Status CheckDataHeader(const ReadableFile& file, const HeaderTrailer& h) {
+  if (!(h.flags & kFlagHeader) || !(h.flags & kFlagDataFile)) {
+    return Status::Corruption(file.Name() + ": header at offset 0: flags " + std::to_string(h.flags) +
+                              " are not those of an RW data file (header|data)");
+  }
+  return Status::OK();
+}
+
+Status CheckIndexHeader(const ReadableFile& file, const HeaderTrailer& h) {
+  if (!(h.flags & kFlagHeader) || (h.flags & kFlagDataFile) || (h.flags & kFlagSealed)) {
+    return Status::Corruption(file.Name() + ": header at offset 0: flags " + std::to_string(h.flags) +
+                              " are not those of an RW index file (header, not data, not sealed)");
+  }
+  if (h.index_offset != kHeaderSize) {
+    return Status::Corruption(file.Name() + ": header at offset 0: index_offset " +
+                              std::to_string(h.index_offset) + " is not 4096");
+  }
+  return Status::OK();
+}
+
+Status CheckRecord(const Segment& s, uint64_t data_end_sector) {
+  OVBD_RETURN_IF_ERROR(CheckSegmentShape(s));
+  return CheckSegmentMOffset(s, kSectorsPerHeader, data_end_sector);
+}
+
+bool AllZero(const uint8_t* p, size_t n) {
+  return std::all_of(p, p + n, [](uint8_t b) { return b == 0; });
+}
+
+// Replays the whole records of the index file in order. A torn trailing partial record (the
+// file size is not 4096 + a multiple of 16) is ignored, and so is a tail of all-zero records (the
+// file grew but its new blocks never reached the disk); the next append overwrites them. An
+// all-zero record followed by a real one is corruption.
+Status ReplayIndex(const ReadableFile& index, uint64_t data_size, OpenState* state) {
+  const uint64_t records = (index.Size() - kHeaderSize) / kSegmentBytes;
+  if (records > kMaxRwIndexRecords) {
+    return Status::Corruption(index.Name() + ": " + std::to_string(records) +
+                              " records exceed the cap of " + std::to_string(kMaxRwIndexRecords));
+  }
+  const uint64_t data_end_sector = data_size / kSectorSize;
+  std::vector<uint8_t> chunk;
+  uint64_t zero_run_start = records;  // first record of the current run of all-zero records
+  for (uint64_t first = 0; first < records; first += kReplayChunkRecords) {
+    uint64_t n = std::min<uint64_t>(kReplayChunkRecords, records - first);
+    chunk.resize(n * kSegmentBytes);
+    uint64_t at = kHeaderSize + first * kSegmentBytes;
+    OVBD_RETURN_IF_ERROR(index.ReadAt(at, chunk).WithContext(index.Name()));
+    for (uint64_t i = 0; i < n; i++) {
+      if (AllZero(&chunk[i * kSegmentBytes], kSegmentBytes)) {
+        zero_run_start = std::min(zero_run_start, first + i);
+        continue;
+      }
+      if (zero_run_start < records) {
+        return Status::Corruption(index.Name() + ": record " + std::to_string(zero_run_start) +
+                                  " at byte " + std::to_string(kHeaderSize + zero_run_start * kSegmentBytes) +
+                                  " is all zeros but records follow it");
+      }
+      Segment s = DecodeSegment(&chunk[i * kSegmentBytes]);
+      if (IsPadding(s)) continue;
+      s.tag = 0;
+      Status st = CheckRecord(s, data_end_sector);
+      if (!st.ok()) {
+        return st.WithContext(index.Name() + ": record " + std::to_string(first + i) + " at byte " +
+                              std::to_string(at + i * kSegmentBytes) + " (" + DescribeSegment(s) + ")");
+      }
+      state->live.Insert(s);
+    }
+  }
+  state->index_eof = kHeaderSize + std::min(records, zero_run_start) * kSegmentBytes;
+  return Status::OK();
+}
+
+Result<CreateOptions> NormalizeCreateOptions(const CreateOptions& in) {
+  CreateOptions out;
+  if (in.virtual_size == 0 || !IsAligned(in.virtual_size, kSectorSize) ||
+      in.virtual_size / kSectorSize > kMaxOffset) {
+    return Status::InvalidArgument("virtual size " + std::to_string(in.virtual_size) +
+                                   " must be a positive multiple of 512 below 2^59 bytes");
+  }
+  out.virtual_size = in.virtual_size;
+  OVBD_ASSIGN_OR_RETURN(out.uuid, NormalizeUuid(in.uuid));
+  if (out.uuid.empty()) out.uuid = NewRandomUuid();
+  OVBD_ASSIGN_OR_RETURN(out.parent_uuid, NormalizeUuid(in.parent_uuid));
+  return out;
+}
+
+Status WriteNewHeader(RandomRWFile* file, const HeaderTrailer& h) {
+  OVBD_RETURN_IF_ERROR(file->WriteAt(0, EncodeHeaderTrailer(h)).WithContext(file->Name()));
+  OVBD_RETURN_IF_ERROR(file->Truncate(kHeaderSize).WithContext(file->Name()));
+  return file->Sync().WithContext(file->Name());
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RwLayer>> CreateRwLayer(std::unique_ptr<RandomRWFile> data,
+                                               std::unique_ptr<RandomRWFile> index,
+                                               const CreateOptions& options) {
+  if (!data || !index) return Status::InvalidArgument("CreateRwLayer: null file");
+  OVBD_ASSIGN_OR_RETURN(CreateOptions opts, NormalizeCreateOptions(options));
+  OpenState state;
+  state.data_meta.flags = kFlagsRwDataHeader;
+  state.data_meta.virtual_size = opts.virtual_size;
+  state.data_meta.uuid = opts.uuid;
+  state.data_meta.parent_uuid = opts.parent_uuid;
+  state.index_meta = state.data_meta;
+  state.index_meta.flags = kFlagsRwIndexHeader;
+  state.index_meta.index_offset = kHeaderSize;
+  OVBD_RETURN_IF_ERROR(WriteNewHeader(data.get(), state.data_meta));
+  OVBD_RETURN_IF_ERROR(WriteNewHeader(index.get(), state.index_meta));
+  state.data_eof = kHeaderSize;
+  state.index_eof = kHeaderSize;
+  return std::unique_ptr<RwLayer>(new RwLayerImpl(std::move(data), std::move(index), std::move(state)));
+}
+
+Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
+                                             std::unique_ptr<RandomRWFile> index) {
+  if (!data || !index) return Status::InvalidArgument("OpenRwLayer: null file");
+  OpenState state;
+  OVBD_ASSIGN_OR_RETURN(state.data_meta, ReadHeader(*data));
+  OVBD_RETURN_IF_ERROR(CheckDataHeader(*data, state.data_meta));
+  OVBD_ASSIGN_OR_RETURN(state.index_meta, ReadHeader(*index));
+  OVBD_RETURN_IF_ERROR(CheckIndexHeader(*index, state.index_meta));
+  const uint64_t data_size = data->Size();
+  OVBD_RETURN_IF_ERROR(ReplayIndex(*index, data_size, &state));
+  state.data_eof = RoundUp(data_size, kSectorSize);  // a torn unaligned tail is skipped over
+  return std::unique_ptr<RwLayer>(new RwLayerImpl(std::move(data), std::move(index), std::move(state)));
+}
+
+}  // namespace ovbd::lsmt
