@@ -75,6 +75,10 @@ Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes) {
   OVBD_ASSIGN_OR_RETURN(ht.parent_uuid, DecodeUuidField(bytes, kOffParentUuid, "parent_uuid"));
   ht.version = p[kOffVersion];
   ht.sub_version = p[kOffSubVersion];
+  if (ht.version != 1) {
+    return Status::NotSupported("format version " + std::to_string(ht.version) +
+                                " (only version 1 is known)");
+  }
   ht.user_tag = std::string(FieldText(bytes, kOffUserTag, kMaxUserTag));
   return ht;
 }

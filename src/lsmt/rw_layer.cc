@@ -377,6 +377,10 @@ Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
   OVBD_RETURN_IF_ERROR(CheckDataHeader(*data, state.data_meta));
   OVBD_ASSIGN_OR_RETURN(state.index_meta, ReadHeader(*index));
   OVBD_RETURN_IF_ERROR(CheckIndexHeader(*index, state.index_meta));
+  if (state.data_meta.uuid != state.index_meta.uuid) {
+    return Status::Corruption(data->Name() + " and " + index->Name() + " do not belong together: uuid " +
+                              state.data_meta.uuid + " vs " + state.index_meta.uuid);
+  }
   const uint64_t data_size = data->Size();
   OVBD_RETURN_IF_ERROR(ReplayIndex(*index, data_size, &state));
   state.data_eof = RoundUp(data_size, kSectorSize);  // a torn unaligned tail is skipped over

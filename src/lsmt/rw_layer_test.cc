@@ -431,3 +431,28 @@ TEST(RwLayer, ConcurrentReadersSeeStableRegionsWhileWriting) {
 
 }  // namespace
 }  // namespace ovbd::lsmt
+
+namespace ovbd::lsmt {
+namespace {
+
+using namespace ovbd::lsmt::testing;
+
+TEST(RwLayer, DataAndIndexOfDifferentLayersAreRefused) {
+  RwDisks a, b;
+  ASSERT_NE(MustCreateRw(a, 1 << 20), nullptr);
+  ASSERT_NE(MustCreateRw(b, 1 << 20), nullptr);
+  auto mixed = OpenRwLayer(a.DataFile(), b.IndexFile());
+  EXPECT_TRUE(mixed.status().IsCorruption()) << mixed.status().ToString();
+  EXPECT_NE(mixed.status().message().find("do not belong together"), std::string::npos);
+}
+
+TEST(RwLayer, UnknownFormatVersionIsNotSupported) {
+  RwDisks disks;
+  ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
+  disks.data->bytes[132] = 2;  // version
+  auto opened = OpenRwLayer(disks.DataFile(), disks.IndexFile());
+  EXPECT_EQ(opened.status().code(), Code::kNotSupported) << opened.status().ToString();
+}
+
+}  // namespace
+}  // namespace ovbd::lsmt
