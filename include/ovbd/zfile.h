@@ -9,8 +9,23 @@
 // Untrusted input: every header field and jump-table entry is checked against the caps in
 // the spec before it is used or allocated. A per-block CRC mismatch or a failed decompression is
 // an error naming file, block and offset; wrong bytes are never returned.
+//
+// What Open accepts (stricter than the reference reader where noted):
+//   * header: magic, size field 96, HEADER and TYPE bits, digest if CALC_DIGEST;
+//   * trailer (unless the header has HEADER_OVERWRITE): magic, size 96, TYPE and SEALED set,
+//     HEADER and HEADER_OVERWRITE clear, digest if CALC_DIGEST (the reference skips this one);
+//   * flag bits 6..63 set in the header or the trailer: NotSupported; IDX_COMP (bit 5):
+//     NotSupported; SEALED on a header is ignored;
+//   * algo 1/2 (else NotSupported), dict_size 0 (else NotSupported), block_size a power of two
+//     in [4 KiB, 64 KiB] (else Corruption), verify 0/1 (else Corruption); level, use_dict and
+//     reserved bytes are ignored;
+//   * index_size <= 1e9, 512 <= index_offset, jump table inside [index_offset, trailer),
+//     index_size == ceil(original_size / block_size), jump-table CRC if CALC_DIGEST, each entry
+//     in [1 (5 with CRC), compressBound(block_size) (+4)], entries summing to index_offset - 512.
+// Blocks that grew when compressed (larger than block_size) are valid and read back.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,7 +61,8 @@ struct Options {
 // overwritten).
 struct Info {
   uint64_t header_flags = 0;
-  uint64_t trailer_flags = 0;       // 0 when the trailer was not read (overwritten header)
+  uint64_t trailer_flags = 0;       // 0 when Open did not read the trailer (overwritten header);
+                                    // from Builder::Finish always 0x16
   bool header_overwritten = false;  // metadata came from the header (flag bit 3)
   bool has_digest = false;          // CALC_DIGEST: header/trailer digest and jump-table CRC checked
   Algorithm algorithm = Algorithm::kLz4;
@@ -82,9 +98,17 @@ class Reader : public ReadableFile {
 Result<std::unique_ptr<Reader>> Open(std::unique_ptr<ReadableFile> file);
 // Same, sharing ownership of the compressed file.
 Result<std::unique_ptr<Reader>> Open(std::shared_ptr<const ReadableFile> file);
+// Resolves the ambiguity for a unique_ptr to a derived file type (e.g. FaultInjectionFile).
+template <typename F>
+  requires(std::derived_from<F, ReadableFile> && !std::same_as<F, ReadableFile>)
+Result<std::unique_ptr<Reader>> Open(std::unique_ptr<F> file) {
+  return Open(std::unique_ptr<ReadableFile>(std::move(file)));
+}
 
 // Streaming writer. Append() any amount of bytes; Finish() writes the last block, jump table and
 // trailer (and rewrites the header if asked). `out` must outlive the builder and is not closed.
+// The first error (codec or output I/O) sticks: every later call returns it. Not thread-safe
+// (one producer); Options.threads only sets the internal compression workers.
 class Builder {
  public:
   virtual ~Builder() = default;
@@ -96,7 +120,10 @@ class Builder {
 Result<std::unique_ptr<Builder>> NewBuilder(WritableFile* out, const Options& options);
 
 // A WritableFile that compresses what is appended into a ZFile written to `out` (not owned, not
-// closed). Close() finishes the ZFile. Not seekable. Lets a sequential producer (LSMT commit,
+// closed). Close() finishes the ZFile (a second Close returns the first result). Not seekable;
+// Position() counts uncompressed bytes. Destroying it without Close() does NOT finish the ZFile:
+// the output lacks its jump table and trailer and fails to open, so an aborted producer cannot
+// leave a valid-looking truncated ZFile behind. Lets a sequential producer (LSMT commit,
 // merge, import) write compressed output without knowing about ZFile.
 Result<std::unique_ptr<WritableFile>> NewCompressingWriter(WritableFile* out, const Options& options);
 

@@ -1,0 +1,189 @@
+// The ZFile read path. A read is cut into runs of consecutive blocks whose compressed entries
+// total at most kMaxRunBytes; each run is fetched with one ReadAt of the compressed file into a
+// per-thread buffer. Each block's CRC is checked, then it is decompressed straight into the
+// caller's buffer when the read covers the whole block, or into a per-thread block buffer from
+// which the wanted part is copied (the head and tail of an unaligned read).
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "base/checked.h"
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "ovbd/zfile.h"
+#include "zfile/codec.h"
+#include "zfile/format.h"
+#include "zfile/metadata.h"
+#include "zfile/scratch.h"
+
+namespace ovbd::zfile {
+namespace {
+
+// Compressed bytes fetched per ReadAt of the compressed file: few I/Os for sequential reads,
+// while the run and the output it decodes to stay in L2.
+constexpr uint64_t kMaxRunBytes = 1 << 20;
+
+std::string Num(uint64_t v) { return std::to_string(v); }
+
+std::string Hex32(uint32_t v) {
+  char buf[16];
+  snprintf(buf, sizeof(buf), "0x%08x", v);
+  return buf;
+}
+
+class ZFileReader final : public Reader {
+ public:
+  ZFileReader(std::shared_ptr<const ReadableFile> file, Metadata meta)
+      : file_(std::move(file)), table_(std::move(meta.table)) {
+    info_ = meta.info;
+  }
+
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  uint64_t Size() const override { return info_.original_size; }
+  const std::string& Name() const override { return file_->Name(); }
+  void Prefetch(uint64_t offset, uint64_t length) const override;
+  Status VerifyAll(const ProgressFn& progress) const override;
+  const ReadableFile& compressed() const override { return *file_; }
+
+ private:
+  // Blocks [first, end) form a run no larger than kMaxRunBytes (or one block); returns end.
+  uint64_t RunEnd(uint64_t first, uint64_t limit) const;
+  // Reads the compressed entries of blocks [first, end) with one ReadAt.
+  Result<const uint8_t*> FetchRun(uint64_t first, uint64_t end, Scratch* scratch) const;
+  uint64_t BlockLength(uint64_t block) const {
+    const uint64_t start = block * info_.block_size;
+    return std::min<uint64_t>(info_.block_size, info_.original_size - start);
+  }
+  // Checks the CRC of `entry` (block `block`) and decompresses it into exactly `out`.
+  Status DecodeBlock(uint64_t block, const uint8_t* entry, std::span<uint8_t> out) const;
+  Status BlockError(uint64_t block, const Status& cause) const;
+  // Decodes the part of `block` that overlaps the read [offset, offset + buf.size()).
+  Status DecodeIntoRead(uint64_t block, const uint8_t* entry, uint64_t offset, std::span<uint8_t> buf,
+                        Scratch* scratch) const;
+
+  std::shared_ptr<const ReadableFile> file_;
+  JumpTable table_;
+};
+
+uint64_t ZFileReader::RunEnd(uint64_t first, uint64_t limit) const {
+  const uint64_t start = table_.Offset(first);
+  uint64_t end = first + 1;
+  while (end < limit && table_.Offset(end + 1) - start <= kMaxRunBytes) end++;
+  return end;
+}
+
+Result<const uint8_t*> ZFileReader::FetchRun(uint64_t first, uint64_t end, Scratch* scratch) const {
+  const uint64_t start = table_.Offset(first);
+  const uint64_t len = table_.Offset(end) - start;
+  uint8_t* p = scratch->Compressed(len);
+  Status s = file_->ReadAt(start, std::span<uint8_t>(p, len));
+  if (!s.ok()) {
+    return s.WithContext(Name() + ": reading blocks " + Num(first) + ".." + Num(end - 1) + " at compressed offset " +
+                         Num(start));
+  }
+  return static_cast<const uint8_t*>(p);
+}
+
+Status ZFileReader::BlockError(uint64_t block, const Status& cause) const {
+  return cause.WithContext(Name() + ": block " + Num(block) + " at compressed offset " + Num(table_.Offset(block)) +
+                           " (" + Num(table_.EntrySize(block)) + " bytes)");
+}
+
+Status ZFileReader::DecodeBlock(uint64_t block, const uint8_t* entry, std::span<uint8_t> out) const {
+  size_t n = table_.EntrySize(block);
+  if (info_.crc) {
+    n -= kBlockCrcSize;  // entries are > 4 bytes when the CRC is on (checked at open)
+    const uint32_t stored = DecodeLE32(entry + n);
+    const uint32_t computed = Crc32cExtend(kBlockCrcSeed, entry, n);
+    if (stored != computed) {
+      return BlockError(block, Status::Corruption("CRC mismatch (stored " + Hex32(stored) + ", computed " +
+                                                  Hex32(computed) + ")"));
+    }
+  }
+  Status s = DecompressBlock(info_.algorithm, std::span<const uint8_t>(entry, n), out);
+  if (!s.ok()) return BlockError(block, s);
+  return Status::OK();
+}
+
+Status ZFileReader::DecodeIntoRead(uint64_t block, const uint8_t* entry, uint64_t offset, std::span<uint8_t> buf,
+                                   Scratch* scratch) const {
+  const uint64_t block_start = block * info_.block_size;
+  const uint64_t block_len = BlockLength(block);
+  const uint64_t lo = std::max(offset, block_start) - block_start;
+  const uint64_t hi = std::min(offset + buf.size(), block_start + block_len) - block_start;
+  uint8_t* dst = buf.data() + (block_start + lo - offset);
+  if (lo == 0 && hi == block_len) return DecodeBlock(block, entry, std::span<uint8_t>(dst, block_len));
+  uint8_t* tmp = scratch->Block(block_len);
+  OVBD_RETURN_IF_ERROR(DecodeBlock(block, entry, std::span<uint8_t>(tmp, block_len)));
+  std::memcpy(dst, tmp + lo, hi - lo);
+  return Status::OK();
+}
+
+Status ZFileReader::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
+  if (!RangeWithin(offset, buf.size(), Size())) {
+    return Status::OutOfRange(Name() + ": read of " + Num(buf.size()) + " bytes at offset " + Num(offset) +
+                              " past the decompressed size " + Num(Size()));
+  }
+  if (buf.empty()) return Status::OK();
+  const uint64_t bs = info_.block_size;
+  const uint64_t end_block = (offset + buf.size() - 1) / bs + 1;
+  Scratch scratch;
+  for (uint64_t first = offset / bs; first < end_block;) {
+    const uint64_t end = RunEnd(first, end_block);
+    OVBD_ASSIGN_OR_RETURN(const uint8_t* run, FetchRun(first, end, &scratch));
+    const uint64_t run_start = table_.Offset(first);
+    for (uint64_t b = first; b < end; b++) {
+      OVBD_RETURN_IF_ERROR(DecodeIntoRead(b, run + (table_.Offset(b) - run_start), offset, buf, &scratch));
+    }
+    first = end;
+  }
+  return Status::OK();
+}
+
+void ZFileReader::Prefetch(uint64_t offset, uint64_t length) const {
+  if (length == 0 || offset >= Size()) return;
+  length = std::min(length, Size() - offset);
+  const uint64_t first = offset / info_.block_size;
+  const uint64_t end = (offset + length - 1) / info_.block_size + 1;
+  file_->Prefetch(table_.Offset(first), table_.Offset(end) - table_.Offset(first));
+}
+
+Status ZFileReader::VerifyAll(const ProgressFn& progress) const {
+  const uint64_t total = table_.count();
+  Scratch scratch;
+  for (uint64_t first = 0; first < total;) {
+    const uint64_t end = RunEnd(first, total);
+    OVBD_ASSIGN_OR_RETURN(const uint8_t* run, FetchRun(first, end, &scratch));
+    const uint64_t run_start = table_.Offset(first);
+    for (uint64_t b = first; b < end; b++) {
+      uint8_t* tmp = scratch.Block(info_.block_size);
+      OVBD_RETURN_IF_ERROR(
+          DecodeBlock(b, run + (table_.Offset(b) - run_start), std::span<uint8_t>(tmp, BlockLength(b))));
+    }
+    first = end;
+    if (progress) progress(first, total);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Result<bool> IsZFile(const ReadableFile& file) {
+  if (file.Size() < kHeaderTrailerSize) return false;
+  HeaderTrailerBytes bytes;
+  OVBD_RETURN_IF_ERROR(file.ReadAt(0, bytes));
+  const HeaderTrailer ht = DecodeHeaderTrailer(bytes);
+  return ht.magic_ok && ht.Has(kFlagHeader);
+}
+
+Result<std::unique_ptr<Reader>> Open(std::shared_ptr<const ReadableFile> file) {
+  if (file == nullptr) return Status::InvalidArgument("zfile::Open: null file");
+  OVBD_ASSIGN_OR_RETURN(Metadata meta, LoadMetadata(*file));
+  return std::unique_ptr<Reader>(std::make_unique<ZFileReader>(std::move(file), std::move(meta)));
+}
+
+Result<std::unique_ptr<Reader>> Open(std::unique_ptr<ReadableFile> file) {
+  return Open(std::shared_ptr<const ReadableFile>(std::move(file)));
+}
+
+}  // namespace ovbd::zfile
