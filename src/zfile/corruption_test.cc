@@ -102,6 +102,7 @@ std::vector<FieldCase> FieldCases() {
       {"algo_3", u8(kOffAlgo, 3), Code::kNotSupported},
       {"algo_zstd_on_lz4", u8(kOffAlgo, 2), Code::kCorruption},
       {"dict_size", u32(kOffDictSize, 1), Code::kNotSupported},
+      {"use_dict", u8(kOffUseDict, 1), Code::kNotSupported},
       {"verify_2", u8(kOffVerify, 2), Code::kCorruption},
       {"verify_off", u8(kOffVerify, 0), Code::kCorruption},  // CRC bytes taken as block data
   };

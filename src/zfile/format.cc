@@ -118,6 +118,9 @@ Status ValidateOptions(const HeaderTrailer& ht) {
     return Status::Corruption("block_size " + std::to_string(ht.block_size) +
                               " is not a power of two in [4096, 65536]");
   }
+  if (ht.use_dict != 0) {
+    return Status::NotSupported("use_dict " + std::to_string(ht.use_dict) + " (dictionaries are not supported)");
+  }
   if (ht.dict_size != 0) {
     return Status::NotSupported("dict_size " + std::to_string(ht.dict_size) + " (dictionaries are not supported)");
   }
