@@ -1,0 +1,53 @@
+// ovbd import: a read-only layer from a raw disk image (all-zero 4 KiB blocks become holes).
+#include "cli/command.h"
+#include "cli/options.h"
+#include "cli/output.h"
+#include "cli/progress.h"
+#include "image/layer_context.h"
+
+namespace ovbd::cli {
+namespace {
+
+struct ImportArgs {
+  CommitFlags commit;
+  ZfileFlags zfile;
+  bool tar = false;
+  bool force = false;
+  bool quiet = false;
+  std::string raw;
+  std::string out;
+};
+
+Status RunImport(const ImportArgs& a) {
+  auto raw = OpenReadableFile(a.raw);
+  if (!raw.ok()) return image::WithPath(raw.status(), a.raw);
+  ChainOptions chain;
+  chain.tar = a.tar;
+  if (a.zfile.enabled) chain.zfile = ToZfileOptions(a.zfile);
+  Progress progress("import", a.quiet);
+  lsmt::CommitOptions options = ToCommitOptions(a.commit);
+  options.progress = progress.Callback();
+  return WriteOutput(a.out, a.force, chain,
+                     [&](WritableFile* sink) { return lsmt::ImportRaw(**raw, sink, options); });
+}
+
+}  // namespace
+
+void AddImportCommand(CLI::App& parent, Commands* commands) {
+  auto args = std::make_shared<ImportArgs>();
+  CLI::App* cmd = parent.add_subcommand(
+      "import",
+      "Import a raw disk image RAW as a read-only layer: every 4 KiB block of zeros becomes a hole, "
+      "everything else data. The virtual size is the raw size rounded up to 512 bytes.");
+  cmd->add_option("RAW", args->raw, "Raw disk image (file or block device)")->required();
+  cmd->add_option("-o,--output", args->out, "Output layer blob")->required();
+  AddCommitFlags(cmd, &args->commit, /*with_parent=*/true);
+  AddZfileOptions(cmd, &args->zfile, /*with_switch=*/true);
+  cmd->add_flag("--tar", args->tar, "Wrap the output in a tar");
+  cmd->add_flag("-f,--force", args->force, "Overwrite the output if it exists");
+  AddQuiet(cmd, &args->quiet);
+  cmd->footer("\nExample:\n  ovbd import disk.img -o base.zfile --zfile -m 'base image'");
+  commands->push_back({cmd, "import", [args] { return RunImport(*args); }});
+}
+
+}  // namespace ovbd::cli

@@ -1,0 +1,86 @@
+// Shared options: validators run inside CLI11's parse so bad values are usage errors (exit 2).
+#include "cli/options.h"
+
+
+#include "base/units.h"
+
+namespace ovbd::cli {
+
+CLI::Validator SizeValidator(uint64_t align, bool positive) {
+  return CLI::Validator(
+      [align, positive](std::string& text) -> std::string {
+        auto size = ParseSize(text);
+        if (!size.ok()) return size.status().message();
+        if (positive && *size == 0) return "must be greater than 0";
+        if (*size % align != 0) return text + " is not a multiple of " + std::to_string(align);
+        return "";
+      },
+      "SIZE");
+}
+
+CLI::Validator UuidValidator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        auto uuid = lsmt::NormalizeUuid(text);
+        return uuid.ok() ? "" : uuid.status().message();
+      },
+      "UUID");
+}
+
+uint64_t ParsedSize(const std::string& text) {
+  auto size = ParseSize(text);
+  return size.ok() ? *size : 0;
+}
+
+void AddZfileOptions(CLI::App* cmd, ZfileFlags* flags, bool with_switch) {
+  if (with_switch) cmd->add_flag("--zfile", flags->enabled, "Write the output as a ZFile (compressed)");
+  cmd->add_option("--algorithm", flags->algorithm, "ZFile compression: lz4 or zstd")
+      ->check(CLI::IsMember({"lz4", "zstd"}))
+      ->capture_default_str();
+  cmd->add_option("--block-size", flags->block_size, "ZFile block size: 4K, 8K, 16K, 32K or 64K")
+      ->check(CLI::IsMember({"4K", "8K", "16K", "32K", "64K", "4096", "8192", "16384", "32768", "65536"},
+                            CLI::ignore_case))
+      ->capture_default_str();
+  cmd->add_flag("--no-crc", flags->no_crc, "Do not store per-block CRC32C checksums");
+  cmd->add_option("--threads", flags->threads, "Compression threads (output does not depend on it)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+}
+
+zfile::Options ToZfileOptions(const ZfileFlags& flags) {
+  zfile::Options options;
+  auto algorithm = zfile::ParseAlgorithm(flags.algorithm);
+  if (algorithm.ok()) options.algorithm = *algorithm;
+  options.block_size = static_cast<uint32_t>(ParsedSize(flags.block_size));
+  options.crc = !flags.no_crc;
+  options.threads = flags.threads;
+  return options;
+}
+
+void AddCommitFlags(CLI::App* cmd, CommitFlags* flags, bool with_parent) {
+  cmd->add_option("-m,--message", flags->message, "Commit message stored as the layer's user tag (<= 256 bytes)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            return text.size() <= lsmt::kMaxUserTag ? "" : "longer than 256 bytes";
+          },
+          ""));
+  cmd->add_option("--uuid", flags->uuid, "UUID of the new layer (default: null)")->check(UuidValidator());
+  if (with_parent) {
+    cmd->add_option("--parent-uuid", flags->parent_uuid, "Parent UUID (default: from the source layer)")
+        ->check(UuidValidator());
+  }
+}
+
+lsmt::CommitOptions ToCommitOptions(const CommitFlags& flags) {
+  lsmt::CommitOptions options;
+  options.user_tag = flags.message;
+  if (!flags.uuid.empty()) options.uuid = flags.uuid;
+  if (!flags.parent_uuid.empty()) options.parent_uuid = flags.parent_uuid;
+  return options;
+}
+
+void AddQuiet(CLI::App* cmd, bool* quiet) {
+  cmd->add_flag("-q,--quiet", *quiet, "No progress display (it is shown only when stderr is a terminal)");
+}
+
+}  // namespace ovbd::cli

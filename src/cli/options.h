@@ -1,0 +1,46 @@
+// Option groups and validators shared by several subcommands.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "ovbd/lsmt.h"
+#include "ovbd/status.h"
+#include "ovbd/zfile.h"
+
+namespace ovbd::cli {
+
+// A size ("64M", "1G", "4096") that is a multiple of `align` (and > 0 if `positive`).
+CLI::Validator SizeValidator(uint64_t align, bool positive);
+// A UUID in any case ("0a0b0c0d-1111-4222-8333-444455556666").
+CLI::Validator UuidValidator();
+// ParseSize of text already checked by SizeValidator.
+uint64_t ParsedSize(const std::string& text);
+
+// --zfile (when `with_switch`), --algorithm, --block-size, --no-crc, --threads.
+struct ZfileFlags {
+  bool enabled = false;
+  std::string algorithm = "lz4";
+  std::string block_size = "4K";
+  bool no_crc = false;
+  int threads = 1;
+};
+void AddZfileOptions(CLI::App* cmd, ZfileFlags* flags, bool with_switch);
+zfile::Options ToZfileOptions(const ZfileFlags& flags);
+
+// -m, --uuid, and (if `with_parent`) --parent-uuid.
+struct CommitFlags {
+  std::string message;
+  std::string uuid;
+  std::string parent_uuid;
+};
+void AddCommitFlags(CLI::App* cmd, CommitFlags* flags, bool with_parent);
+lsmt::CommitOptions ToCommitOptions(const CommitFlags& flags);
+
+// -q/--quiet.
+void AddQuiet(CLI::App* cmd, bool* quiet);
+
+}  // namespace ovbd::cli

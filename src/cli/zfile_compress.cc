@@ -1,0 +1,52 @@
+// ovbd zfile compress: any file into a ZFile (optionally tar-wrapped), like overlaybd-zfile.
+#include "cli/command.h"
+#include "cli/options.h"
+#include "cli/output.h"
+#include "cli/progress.h"
+#include "image/layer_context.h"
+
+namespace ovbd::cli {
+namespace {
+
+struct CompressArgs {
+  ZfileFlags zfile;
+  bool tar = false;
+  bool force = false;
+  bool quiet = false;
+  std::string in;
+  std::string out;
+};
+
+Status RunCompress(const CompressArgs& a) {
+  auto in = OpenReadableFile(a.in);
+  if (!in.ok()) return image::WithPath(in.status(), a.in);
+  ChainOptions chain;
+  chain.tar = a.tar;
+  Progress progress("compress", a.quiet);
+  zfile::Options options = ToZfileOptions(a.zfile);  // header not overwritten, as overlaybd-zfile
+  return WriteOutput(a.out, a.force, chain, [&](WritableFile* sink) {
+    auto info = zfile::Compress(**in, sink, options, progress.Callback());
+    return info.ok() ? Status::OK() : info.status();
+  });
+}
+
+}  // namespace
+
+void AddZfileCompressCommand(CLI::App& zfile, Commands* commands) {
+  auto args = std::make_shared<CompressArgs>();
+  CLI::App* cmd = zfile.add_subcommand(
+      "compress",
+      "Compress IN into the ZFile OUT (as overlaybd-zfile does: the metadata is in the trailer). "
+      "--tar wraps the ZFile in a one-member tar.");
+  AddZfileOptions(cmd, &args->zfile, /*with_switch=*/false);
+  cmd->add_flag("--tar", args->tar, "Wrap the output in a tar");
+  cmd->add_flag("-f,--force", args->force, "Overwrite OUT if it exists");
+  AddQuiet(cmd, &args->quiet);
+  cmd->add_option("IN", args->in, "File to compress")->required();
+  cmd->add_option("OUT", args->out, "ZFile to write")->required();
+  cmd->footer("\nExamples:\n  ovbd zfile compress layer.lsmt layer.zfile\n"
+              "  ovbd zfile compress --algorithm zstd --block-size 64K --threads 2 --tar layer.lsmt layer.tar");
+  commands->push_back({cmd, "zfile compress", [args] { return RunCompress(*args); }});
+}
+
+}  // namespace ovbd::cli

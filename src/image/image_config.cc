@@ -1,0 +1,123 @@
+// config.v1.json (overlaybd's ImageConfigNS::ImageConfig): the subset ovbd uses. Every value is
+// type-checked before use; unknown keys are ignored as overlaybd ignores them.
+#include <nlohmann/json.hpp>
+
+#include "image/layer_context.h"
+#include "ovbd/lsmt.h"
+#include "ovbd/image.h"
+
+namespace ovbd::image {
+namespace {
+
+using nlohmann::json;
+
+constexpr uint64_t kMaxConfigBytes = 16 << 20;
+
+std::string Resolve(const std::string& path, const std::string& base_dir) {
+  if (path.empty() || path[0] == '/' || base_dir.empty()) return path;
+  return base_dir + "/" + path;
+}
+
+// The string at obj[key], "" if absent; InvalidArgument naming `where` if not a string.
+Result<std::string> OptionalString(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::string();
+  if (!it->is_string()) return Status::InvalidArgument(where + ": expected a string");
+  return it->get<std::string>();
+}
+
+Result<std::string> ParseLower(const json& lower, size_t i, const std::string& base_dir) {
+  std::string where = "lowers[" + std::to_string(i) + "]";
+  if (!lower.is_object()) return Status::InvalidArgument(where + ": expected an object");
+  OVBD_ASSIGN_OR_RETURN(std::string file, OptionalString(lower, "file", where + ".file"));
+  if (file.empty()) {
+    return Status::NotSupported(where + ": remote layers (digest) are not supported yet; give a local \"file\"");
+  }
+  return Resolve(file, base_dir);
+}
+
+Result<std::vector<std::string>> ParseLowers(const json& root, const std::string& base_dir) {
+  std::vector<std::string> lowers;
+  auto it = root.find("lowers");
+  if (it == root.end() || it->is_null()) return lowers;
+  if (!it->is_array()) return Status::InvalidArgument("lowers: expected an array");
+  if (it->size() > lsmt::kMaxStackLayers) {
+    return Status::InvalidArgument("lowers: " + std::to_string(it->size()) +
+                                   " layers exceed the limit of " + std::to_string(lsmt::kMaxStackLayers));
+  }
+  for (size_t i = 0; i < it->size(); i++) {
+    OVBD_ASSIGN_OR_RETURN(std::string path, ParseLower((*it)[i], i, base_dir));
+    lowers.push_back(std::move(path));
+  }
+  return lowers;
+}
+
+Result<std::optional<UpperPaths>> ParseUpper(const json& root, const std::string& base_dir) {
+  auto it = root.find("upper");
+  if (it == root.end() || it->is_null()) return std::optional<UpperPaths>();
+  if (!it->is_object()) return Status::InvalidArgument("upper: expected an object");
+  UpperPaths upper;
+  OVBD_ASSIGN_OR_RETURN(upper.data, OptionalString(*it, "data", "upper.data"));
+  OVBD_ASSIGN_OR_RETURN(upper.index, OptionalString(*it, "index", "upper.index"));
+  if (upper.data.empty() && upper.index.empty()) return std::optional<UpperPaths>();
+  if (upper.data.empty() || upper.index.empty()) {
+    return Status::InvalidArgument("upper: needs both \"data\" and \"index\"");
+  }
+  upper.data = Resolve(upper.data, base_dir);
+  upper.index = Resolve(upper.index, base_dir);
+  return std::optional<UpperPaths>(std::move(upper));
+}
+
+Result<json> ParseJson(std::string_view text) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {  // nlohmann reports by exception; it stays in this file
+    return Status::InvalidArgument(std::string("invalid JSON: ") + e.what());
+  }
+}
+
+std::string DirName(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+}  // namespace
+
+Result<ImageConfig> ParseImageConfig(std::string_view text, const std::string& base_dir) {
+  OVBD_ASSIGN_OR_RETURN(json root, ParseJson(text));
+  if (!root.is_object()) return Status::InvalidArgument("config: expected a JSON object at the top level");
+  ImageConfig config;
+  OVBD_ASSIGN_OR_RETURN(config.lowers, ParseLowers(root, base_dir));
+  OVBD_ASSIGN_OR_RETURN(config.upper, ParseUpper(root, base_dir));
+  OVBD_ASSIGN_OR_RETURN(std::string result, OptionalString(root, "resultFile", "resultFile"));
+  config.result_file = Resolve(result, base_dir);
+  return config;
+}
+
+Result<ImageConfig> LoadImageConfig(const std::string& path) {
+  auto file = OpenReadableFile(path);
+  if (!file.ok()) return WithPath(file.status(), path);
+  if ((*file)->Size() > kMaxConfigBytes) {
+    return Status::InvalidArgument(path + ": config of " + std::to_string((*file)->Size()) +
+                                   " bytes is larger than the limit of 16 MiB");
+  }
+  auto bytes = ReadAll(**file);
+  if (!bytes.ok()) return WithPath(bytes.status(), path);
+  std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
+  auto config = ParseImageConfig(text, DirName(path));
+  if (!config.ok()) return config.status().WithContext(path);
+  return config;
+}
+
+Status WriteResult(const ImageConfig& config, const Status& outcome) {
+  if (config.result_file.empty()) return Status::OK();
+  std::string text = outcome.ok() ? "success" : "failed:" + outcome.message();
+  auto out = CreateWritableFile(config.result_file, /*overwrite=*/true);
+  if (!out.ok()) return WithPath(out.status(), config.result_file);
+  OVBD_RETURN_IF_ERROR((*out)->Append(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
+  return (*out)->Close();
+}
+
+}  // namespace ovbd::image

@@ -1,0 +1,369 @@
+// Tests of the tar wrapper and image assembly: content detection of every golden-vector kind,
+// byte-exact tar wrapping, config.v1.json parsing (types, unknown keys, relative paths, caps),
+// result files and stacking.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/hash.h"
+#include "ovbd/image.h"
+#include "ovbd/tar.h"
+#include "testutil.h"
+
+namespace ovbd {
+namespace {
+
+using testing::ReadFileBytes;
+using testing::TempDir;
+using testing::VectorPath;
+
+constexpr const char* kMd5Layer0 = "52c1be1f44e2c1a4c1f46a02f8ffc443";
+constexpr const char* kMd5Stack01 = "ca7d25ce00c72165dcb351bf308f46fa";
+constexpr const char* kMd5Layer1Lsmt = "c97baf54c04ec670de6922f140457e9a";
+constexpr const char* kMd5Layer1Zfile = "25b86833f80c97c4619d4aab7d2d98ac";
+constexpr const char* kMd5Plain = "e531f6e154d34b9c6f65149d3b961bc9";
+
+#define REQUIRE_VECTORS() \
+  if (!testing::VectorsAvailable()) GTEST_SKIP() << "golden vectors not found"
+
+std::shared_ptr<const ReadableFile> OpenVector(const std::string& name) {
+  auto file = OpenReadableFile(VectorPath(name));
+  EXPECT_TRUE(file.ok()) << file.status().ToString();
+  return std::move(file).value();
+}
+
+std::shared_ptr<const ReadableFile> MemFile(std::vector<uint8_t> bytes) {
+  return NewMemReadableFile("mem", std::move(bytes));
+}
+
+// A WritableFile that cannot seek (like a pipe).
+class PipeLikeFile : public WritableFile {
+ public:
+  Status Append(std::span<const uint8_t> d) override { pos_ += d.size(); return Status::OK(); }
+  uint64_t Position() const override { return pos_; }
+  bool Seekable() const override { return false; }
+  Status Rewrite(uint64_t, std::span<const uint8_t>) override { return Status::NotSupported("pipe"); }
+  Status Sync() override { return Status::OK(); }
+  Status Close() override { return Status::OK(); }
+  const std::string& Name() const override { return name_; }
+
+ private:
+  uint64_t pos_ = 0;
+  std::string name_ = "pipe";
+};
+
+std::vector<uint8_t> Wrap(std::span<const uint8_t> payload) {
+  auto storage = std::make_shared<MemStorage>();
+  auto out = NewMemWritableFile("wrapped", storage);
+  auto tar = tar::NewWrappingWriter(out.get());
+  EXPECT_TRUE(tar.ok()) << tar.status().ToString();
+  EXPECT_TRUE((*tar)->Append(payload).ok());
+  EXPECT_TRUE((*tar)->Close().ok());
+  EXPECT_TRUE(out->Close().ok());
+  return storage->bytes;
+}
+
+// ---- tar ------------------------------------------------------------------------------------
+
+TEST(TarTest, DetectsOnlyTheTarVector) {
+  REQUIRE_VECTORS();
+  EXPECT_TRUE(*tar::IsTar(*OpenVector("layer1.lz4-4k-crc.zfile.tar")));
+  EXPECT_FALSE(*tar::IsTar(*OpenVector("layer1.lz4-4k-crc.zfile")));
+  EXPECT_FALSE(*tar::IsTar(*OpenVector("layer0.lsmt")));
+  EXPECT_FALSE(*tar::IsTar(*MemFile(std::vector<uint8_t>(100, 0))));
+}
+
+TEST(TarTest, PayloadOfTheVectorIsTheZfile) {
+  REQUIRE_VECTORS();
+  auto payload = tar::OpenPayload(OpenVector("layer1.lz4-4k-crc.zfile.tar"));
+  ASSERT_TRUE(payload.ok()) << payload.status().ToString();
+  EXPECT_EQ((*payload)->Size(), 761562u);
+  EXPECT_EQ(testing::Md5OfFile(**payload), kMd5Layer1Zfile);
+}
+
+TEST(TarTest, WrappingIsByteIdenticalToOverlaybd) {
+  REQUIRE_VECTORS();
+  auto payload = ReadFileBytes(VectorPath("layer1.lz4-4k-crc.zfile"));
+  auto expected = ReadFileBytes(VectorPath("layer1.lz4-4k-crc.zfile.tar"));
+  auto wrapped = Wrap(payload);
+  ASSERT_EQ(wrapped.size(), expected.size());
+  for (size_t i = 0; i < wrapped.size(); i++) {
+    ASSERT_EQ(wrapped[i], expected[i]) << "first difference at byte " << i;
+  }
+}
+
+TEST(TarTest, RoundTripOfAnOddSizedPayload) {
+  auto payload = testing::MakeData(7, 1000);
+  auto wrapped = Wrap(payload);
+  EXPECT_EQ(wrapped.size(), 1536u + 1024u + 1024u);
+  auto file = MemFile(wrapped);
+  EXPECT_TRUE(*tar::IsTar(*file));
+  auto inner = tar::OpenPayload(file);
+  ASSERT_TRUE(inner.ok()) << inner.status().ToString();
+  auto bytes = ReadAll(**inner);
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(*bytes, payload);
+}
+
+TEST(TarTest, EmptyPayload) {
+  auto wrapped = Wrap({});
+  auto inner = tar::OpenPayload(MemFile(wrapped));
+  ASSERT_TRUE(inner.ok()) << inner.status().ToString();
+  EXPECT_EQ((*inner)->Size(), 0u);
+}
+
+TEST(TarTest, RejectsNonSeekableOutput) {
+  PipeLikeFile pipe;
+  auto tar = tar::NewWrappingWriter(&pipe);
+  ASSERT_FALSE(tar.ok());
+  EXPECT_NE(tar.status().message().find("seekable"), std::string::npos);
+}
+
+TEST(TarTest, RejectsBadChecksum) {
+  auto wrapped = Wrap(testing::MakeData(1, 512));
+  wrapped[5] ^= 1;  // in the pax header name
+  EXPECT_FALSE(*tar::IsTar(*MemFile(wrapped)));
+  EXPECT_FALSE(tar::OpenPayload(MemFile(wrapped)).ok());
+}
+
+TEST(TarTest, RejectsPayloadPastTheEnd) {
+  auto wrapped = Wrap(testing::MakeData(1, 4096));
+  wrapped.resize(1536 + 2048);  // cut inside the payload
+  auto inner = tar::OpenPayload(MemFile(wrapped));
+  ASSERT_FALSE(inner.ok());
+  EXPECT_TRUE(inner.status().IsCorruption());
+  EXPECT_NE(inner.status().message().find("past the end"), std::string::npos) << inner.status().message();
+}
+
+TEST(TarTest, RejectsMalformedPaxRecord) {
+  auto wrapped = Wrap(testing::MakeData(1, 512));
+  std::memcpy(wrapped.data() + 512, "99 size=512\n", 12);  // length larger than the data
+  auto inner = tar::OpenPayload(MemFile(wrapped));
+  ASSERT_FALSE(inner.ok());
+  EXPECT_NE(inner.status().message().find("pax"), std::string::npos) << inner.status().message();
+}
+
+TEST(TarTest, PlainUstarWithoutPax) {
+  TempDir dir;
+  auto payload = testing::MakeData(3, 5000);
+  testing::WriteFileBytes(dir.Join("member"), payload);
+  auto r = testing::RunCommand("cd " + dir.path() + " && tar --format=ustar -cf plain.tar member");
+  if (r.exit_code != 0) GTEST_SKIP() << "no tar tool: " << r.output;
+  auto file = OpenReadableFile(dir.Join("plain.tar"));
+  ASSERT_TRUE(file.ok());
+  std::shared_ptr<const ReadableFile> shared = std::move(file).value();
+  EXPECT_TRUE(*tar::IsTar(*shared));
+  auto inner = tar::OpenPayload(shared);
+  ASSERT_TRUE(inner.ok()) << inner.status().ToString();
+  EXPECT_EQ(*ReadAll(**inner), payload);
+}
+
+// ---- Unwrap -----------------------------------------------------------------------------------
+
+TEST(UnwrapTest, TarZfileLsmt) {
+  REQUIRE_VECTORS();
+  auto u = image::Unwrap(OpenVector("layer1.lz4-4k-crc.zfile.tar"));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_TRUE(u->tar);
+  ASSERT_TRUE(u->zfile.has_value());
+  EXPECT_EQ(u->zfile->block_size, 4096u);
+  EXPECT_TRUE(u->is_lsmt);
+  EXPECT_EQ(testing::Md5OfFile(*u->content), kMd5Layer1Lsmt);
+}
+
+TEST(UnwrapTest, ZfileLsmt) {
+  REQUIRE_VECTORS();
+  auto u = image::Unwrap(OpenVector("layer1.zstd-64k-crc.zfile"));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_FALSE(u->tar);
+  ASSERT_TRUE(u->zfile.has_value());
+  EXPECT_EQ(u->zfile->algorithm, zfile::Algorithm::kZstd);
+  EXPECT_TRUE(u->is_lsmt);
+  EXPECT_EQ(testing::Md5OfFile(*u->content), kMd5Layer1Lsmt);
+}
+
+TEST(UnwrapTest, PlainLsmt) {
+  REQUIRE_VECTORS();
+  auto u = image::Unwrap(OpenVector("layer0.lsmt"));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_FALSE(u->tar);
+  EXPECT_FALSE(u->zfile.has_value());
+  EXPECT_TRUE(u->is_lsmt);
+  EXPECT_EQ(u->content->Size(), 2016256u);
+}
+
+TEST(UnwrapTest, ZfileOfRawContent) {
+  REQUIRE_VECTORS();
+  auto u = image::Unwrap(OpenVector("plain.zstd-8k-crc.zfile"));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_TRUE(u->zfile.has_value());
+  EXPECT_FALSE(u->is_lsmt);
+  EXPECT_EQ(testing::Md5OfFile(*u->content), kMd5Plain);
+}
+
+TEST(UnwrapTest, RawFile) {
+  REQUIRE_VECTORS();
+  auto u = image::Unwrap(OpenVector("plain.bin"));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_FALSE(u->tar || u->zfile.has_value() || u->is_lsmt);
+}
+
+TEST(OpenLayerPathTest, LengthSuffixSelectsAPrefix) {
+  REQUIRE_VECTORS();
+  TempDir dir;
+  auto bytes = ReadFileBytes(VectorPath("layer0.lsmt"));
+  size_t layer_size = bytes.size();
+  bytes.resize(bytes.size() + (1 << 20), 0xAB);  // a larger "device"
+  testing::WriteFileBytes(dir.Join("device"), bytes);
+  auto u = image::OpenLayerPath(dir.Join("device") + ":" + std::to_string(layer_size));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_TRUE(u->is_lsmt);
+  EXPECT_EQ(u->content->Size(), layer_size);
+}
+
+TEST(OpenLayerPathTest, ExistingPathWithColonIsTakenWhole) {
+  TempDir dir;
+  testing::WriteFileBytes(dir.Join("a:512"), std::vector<uint8_t>(1024, 1));
+  auto u = image::OpenLayerPath(dir.Join("a:512"));
+  ASSERT_TRUE(u.ok()) << u.status().ToString();
+  EXPECT_EQ(u->content->Size(), 1024u);
+}
+
+TEST(OpenLayerPathTest, MissingFileNamesThePath) {
+  auto u = image::OpenLayerPath("/nonexistent/dir/layer.zfile");
+  ASSERT_FALSE(u.ok());
+  EXPECT_NE(u.status().message().find("/nonexistent/dir/layer.zfile"), std::string::npos);
+}
+
+// ---- config.v1.json ----------------------------------------------------------------------------
+
+TEST(ImageConfigTest, ParsesLowersUpperAndResult) {
+  auto c = image::ParseImageConfig(R"({
+      "repoBlobUrl": "https://example/v2/x/blobs",
+      "lowers": [{"file": "/abs/l0", "digest": "sha256:00", "size": 12}, {"file": "rel/l1"}],
+      "upper": {"data": "up.data", "index": "/abs/up.index"},
+      "resultFile": "result", "download": {"enable": false}, "someFutureKey": [1, 2]})",
+                                   "/base");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->lowers, (std::vector<std::string>{"/abs/l0", "/base/rel/l1"}));
+  ASSERT_TRUE(c->upper.has_value());
+  EXPECT_EQ(c->upper->data, "/base/up.data");
+  EXPECT_EQ(c->upper->index, "/abs/up.index");
+  EXPECT_EQ(c->result_file, "/base/result");
+}
+
+TEST(ImageConfigTest, EmptyObjectIsValid) {
+  auto c = image::ParseImageConfig("{}", "/base");
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->lowers.empty());
+  EXPECT_FALSE(c->upper.has_value());
+  EXPECT_EQ(c->result_file, "");
+}
+
+void ExpectInvalid(const std::string& json, const std::string& fragment) {
+  auto c = image::ParseImageConfig(json, "/base");
+  ASSERT_FALSE(c.ok()) << json;
+  EXPECT_EQ(c.status().code(), Code::kInvalidArgument) << c.status().ToString();
+  EXPECT_NE(c.status().message().find(fragment), std::string::npos) << c.status().message();
+}
+
+TEST(ImageConfigTest, WrongTypesNameTheKey) {
+  ExpectInvalid(R"({"lowers": [{"file": "a"}, {"file": "b"}, {"file": 7}]})", "lowers[2].file: expected a string");
+  ExpectInvalid(R"({"lowers": {"file": "a"}})", "lowers: expected an array");
+  ExpectInvalid(R"({"lowers": ["a"]})", "lowers[0]: expected an object");
+  ExpectInvalid(R"({"upper": "x"})", "upper: expected an object");
+  ExpectInvalid(R"({"upper": {"data": 1, "index": "i"}})", "upper.data: expected a string");
+  ExpectInvalid(R"({"upper": {"data": "d"}})", "upper");
+  ExpectInvalid(R"({"resultFile": false})", "resultFile: expected a string");
+  ExpectInvalid(R"([1, 2])", "object");
+  ExpectInvalid(R"({"lowers": [)", "invalid JSON");
+}
+
+TEST(ImageConfigTest, RemoteLowersAreNotSupportedYet) {
+  auto c = image::ParseImageConfig(R"({"lowers": [{"digest": "sha256:ab", "size": 1}]})", "/base");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), Code::kNotSupported);
+  EXPECT_NE(c.status().message().find("lowers[0]"), std::string::npos);
+}
+
+TEST(ImageConfigTest, RejectsMoreThan255Lowers) {
+  std::string json = R"({"lowers": [)";
+  for (int i = 0; i < 256; i++) json += std::string(i ? "," : "") + R"({"file": "l"})";
+  json += "]}";
+  ExpectInvalid(json, "255");
+}
+
+TEST(ImageConfigTest, LoadResolvesAgainstTheConfigDirectory) {
+  TempDir dir;
+  std::string text = R"({"lowers": [{"file": "layer0"}], "resultFile": "res"})";
+  testing::WriteFileBytes(dir.Join("config.v1.json"), std::vector<uint8_t>(text.begin(), text.end()));
+  auto c = image::LoadImageConfig(dir.Join("config.v1.json"));
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->lowers, std::vector<std::string>{dir.Join("layer0")});
+  EXPECT_EQ(c->result_file, dir.Join("res"));
+}
+
+TEST(ImageConfigTest, LoadErrorsNameTheFile) {
+  TempDir dir;
+  std::string text = R"({"lowers": 3})";
+  testing::WriteFileBytes(dir.Join("c.json"), std::vector<uint8_t>(text.begin(), text.end()));
+  auto c = image::LoadImageConfig(dir.Join("c.json"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find(dir.Join("c.json")), std::string::npos);
+  EXPECT_NE(c.status().message().find("lowers"), std::string::npos);
+}
+
+TEST(ImageConfigTest, WriteResult) {
+  TempDir dir;
+  image::ImageConfig config;
+  config.result_file = dir.Join("result");
+  ASSERT_TRUE(image::WriteResult(config, Status::OK()).ok());
+  auto ok = ReadFileBytes(config.result_file);
+  EXPECT_EQ(std::string(ok.begin(), ok.end()), "success");
+  ASSERT_TRUE(image::WriteResult(config, Status::Corruption("bad block 3")).ok());
+  auto failed = ReadFileBytes(config.result_file);
+  EXPECT_EQ(std::string(failed.begin(), failed.end()), "failed:bad block 3");
+  EXPECT_TRUE(image::WriteResult(image::ImageConfig{}, Status::OK()).ok());  // no result file
+}
+
+// ---- OpenImage -------------------------------------------------------------------------------
+
+TEST(OpenImageTest, StacksMixedVariants) {
+  REQUIRE_VECTORS();
+  auto img = image::OpenImage({VectorPath("layer0.zstd-4k-crc.zfile"), VectorPath("layer1.lz4-4k-crc.zfile.tar")},
+                              std::nullopt);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_EQ((*img)->Size(), 67108864u);
+  EXPECT_EQ(testing::Md5OfFile(**img), kMd5Stack01);
+}
+
+TEST(OpenImageTest, SingleLayer) {
+  REQUIRE_VECTORS();
+  auto img = image::OpenImage({VectorPath("layer0.lsmt")}, std::nullopt);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_EQ(testing::Md5OfFile(**img), kMd5Layer0);
+}
+
+TEST(OpenImageTest, UpperOnCopies) {
+  REQUIRE_VECTORS();
+  TempDir dir;
+  testing::WriteFileBytes(dir.Join("up.data"), ReadFileBytes(VectorPath("layer1.rw.data")));
+  testing::WriteFileBytes(dir.Join("up.index"), ReadFileBytes(VectorPath("layer1.rw.index")));
+  auto img = image::OpenImage({VectorPath("layer0.lsmt")}, image::UpperPaths{dir.Join("up.data"), dir.Join("up.index")});
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_TRUE((*img)->writable());
+  EXPECT_EQ(testing::Md5OfFile(**img), kMd5Stack01);
+}
+
+TEST(OpenImageTest, RejectsNonLsmtLowerNamingIt) {
+  REQUIRE_VECTORS();
+  auto img = image::OpenImage({VectorPath("plain.lz4-4k-crc.zfile")}, std::nullopt);
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("plain.lz4-4k-crc.zfile"), std::string::npos);
+  EXPECT_NE(img.status().message().find("not an LSMT layer"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ovbd
