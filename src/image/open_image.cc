@@ -21,19 +21,10 @@ Result<std::unique_ptr<RandomRWFile>> OpenRw(const std::string& path) {
   return std::move(file).value();
 }
 
-// A sealed data file ends with an index and trailer; appending to it would bury them. It is a
-// read-only layer now.
-Status RefuseSealed(const ReadableFile& data, const std::string& path) {
-  if (data.Size() < 2 * lsmt::kHeaderSize || !lsmt::ReadLayerInfo(data).ok()) return Status::OK();
-  return Status::InvalidArgument(path + ": the layer is sealed (it ends with an index and trailer); "
-                                 "use it as a read-only lower layer");
-}
-
 }  // namespace
 
 Result<std::unique_ptr<lsmt::RwLayer>> OpenUpper(const UpperPaths& paths) {
   OVBD_ASSIGN_OR_RETURN(auto data, OpenRw(paths.data));
-  OVBD_RETURN_IF_ERROR(RefuseSealed(*data, paths.data));
   OVBD_ASSIGN_OR_RETURN(auto index, OpenRw(paths.index));
   auto layer = lsmt::OpenRwLayer(std::move(data), std::move(index));
   if (!layer.ok()) return WithPath(layer.status(), paths.data);

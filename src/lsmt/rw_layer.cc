@@ -275,6 +275,18 @@ Status CheckIndexHeader(const ReadableFile& file, const HeaderTrailer& h) {
   return Status::OK();
 }
 
+// A sealed data file ends with an index and a trailer (Seal); appending to it would bury them,
+// so it no longer opens as a writable layer. It is a read-only layer now.
+Status RefuseSealed(const ReadableFile& data) {
+  if (data.Size() < 2 * kHeaderSize) return Status::OK();
+  std::vector<uint8_t> tail(kHeaderSize);
+  OVBD_RETURN_IF_ERROR(data.ReadAt(data.Size() - kHeaderSize, tail).WithContext(data.Name()));
+  auto trailer = DecodeHeaderTrailer(tail);
+  if (!trailer.ok() || (trailer->flags & kFlagHeader) || !(trailer->flags & kFlagSealed)) return Status::OK();
+  return Status::InvalidArgument(data.Name() + ": the layer is sealed (it ends with an index and a "
+                                 "trailer); use it as a read-only lower layer");
+}
+
 Status CheckRecord(const Segment& s, uint64_t data_end_sector) {
   OVBD_RETURN_IF_ERROR(CheckSegmentShape(s));
   return CheckSegmentMOffset(s, kSectorsPerHeader, data_end_sector);
@@ -375,6 +387,7 @@ Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
   OpenState state;
   OVBD_ASSIGN_OR_RETURN(state.data_meta, ReadHeader(*data));
   OVBD_RETURN_IF_ERROR(CheckDataHeader(*data, state.data_meta));
+  OVBD_RETURN_IF_ERROR(RefuseSealed(*data));
   OVBD_ASSIGN_OR_RETURN(state.index_meta, ReadHeader(*index));
   OVBD_RETURN_IF_ERROR(CheckIndexHeader(*index, state.index_meta));
   if (state.data_meta.uuid != state.index_meta.uuid) {

@@ -381,6 +381,10 @@ TEST(RwLayer, SealMakesAReadOnlyBlob) {
   EXPECT_EQ(m.layer->Write(0, MakeData(3, 512)).code(), Code::kInvalidArgument);
   EXPECT_EQ(m.layer->Seal().code(), Code::kInvalidArgument);
   m.ExpectContent(*m.layer);  // still readable
+  // Reopening it as a writable layer is refused: appending would bury the index and trailer.
+  auto reopened = OpenRwLayer(m.disks.DataFile(), m.disks.IndexFile());
+  EXPECT_EQ(reopened.status().code(), Code::kInvalidArgument) << reopened.status().ToString();
+  EXPECT_NE(reopened.status().message().find("sealed"), std::string::npos);
 
   auto blob = NewMemReadableFile("sealed", m.disks.data->bytes);
   auto info = ReadLayerInfo(*blob);
