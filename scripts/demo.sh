@@ -25,7 +25,7 @@ write() {
 # text LAYER OFFSET LENGTH: compressible bytes
 text() {
   local layer=$1 off=$2 len=$3
-  yes "ovbd demo layer $layer offset $off: the quick brown fox jumps over the lazy dog" | head -c "$len" >"$work/chunk"
+  { yes "ovbd demo layer $layer offset $off: the quick brown fox jumps over the lazy dog" || true; } | head -c "$len" >"$work/chunk"
   "$ovbd" write "$work/$layer.data" "$work/$layer.index" --offset "$off" "$work/chunk"
   dd if="$work/chunk" of="$model" bs=512 seek=$((off / 512)) conv=notrunc status=none
 }
