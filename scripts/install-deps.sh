@@ -11,7 +11,7 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by tests and the benchmark script
-  lz4 zstd python3 xxd
+  lz4 zstd python3 xxd python3-lz4 python3-zstandard
 )
 
 missing=()
