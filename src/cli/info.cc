@@ -72,6 +72,7 @@ void PrintText(const ordered_json& j, int indent) {
       continue;
     }
     std::string text = value.is_string() ? value.get<std::string>() : value.dump();
+    if (text.empty() && key.ends_with("uuid")) text = "(null)";  // JSON keeps "" for the null UUID
     std::printf("%*s%-20s %s\n", indent, "", (key + ":").c_str(), text.c_str());
   }
 }
