@@ -3,9 +3,10 @@
 //   BM_LowerBoundBaseline/N   std::lower_bound over a sorted std::vector<Segment> (by end > x)
 //   BM_SegmentIndexLookup/N   SegmentIndex::FindFirstEndingAfter on the same segments
 //   BM_SegmentIndexLookup8/N  SegmentIndex::Lookup of 8 sectors (callback per segment)
+//   BM_SegmentIndexAppend8/N  SegmentIndex::AppendOverlapping of 8 sectors (the image read path)
 //   BM_MergeIndexes_255x10K   merge of 255 layers x 10K random segments over 64 GiB
 //   BM_MergeIndexes_255x10K_Disjoint  the same count, never overlapping (2.55M merged segments)
-//   BM_MergeAndBuild_255x10K  the same plus BuildSegmentIndex of the result (the open path)
+//   BM_MergeAndBuild_255x10K  BuildMergedIndex of the same stack (the open path)
 //
 // Lookups are uniformly random points in the covered range; compare items_per_second of the
 // first two at the same N for the speed-up. bytes_per_segment = MemoryBytes() / size().
@@ -103,6 +104,23 @@ void BM_SegmentIndexLookup8(benchmark::State& state) {
 }
 BENCHMARK(BM_SegmentIndexLookup8)->Arg(1000)->Arg(100000)->Arg(1000000);
 
+void BM_SegmentIndexAppend8(benchmark::State& state) {
+  std::vector<Segment> segs = MakeSegments(static_cast<size_t>(state.range(0)), 1);
+  std::vector<uint64_t> queries = MakeQueries(segs, 2);
+  auto index = MustBuild(std::move(segs));
+  size_t i = 0;
+  uint64_t sink = 0;
+  std::vector<Segment> out;
+  for (auto _ : state) {
+    out.clear();
+    index->AppendOverlapping(queries[i++ & (kQueries - 1)], 8, &out);
+    for (const Segment& s : out) sink += s.moffset;
+  }
+  benchmark::DoNotOptimize(sink);
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_SegmentIndexAppend8)->Arg(1000)->Arg(100000)->Arg(1000000);
+
 // 255 layers of 10K segments at random offsets over 64 GiB (2^27 sectors), lengths up to
 // kMaxSegmentLength, so layers overlap heavily: top first, as OpenImage passes them.
 std::vector<std::vector<Segment>> MakeStack() {
@@ -163,12 +181,12 @@ void BM_MergeAndBuild_255x10K(benchmark::State& state) {
   auto stack = MakeStack();
   double bytes_per_segment = 0;
   for (auto _ : state) {
-    auto merged = ovbd::lsmt::MergeIndexes(stack);
-    if (!merged.ok()) {
-      state.SkipWithError(merged.status().ToString().c_str());
+    auto built = ovbd::lsmt::BuildMergedIndex(stack);
+    if (!built.ok()) {
+      state.SkipWithError(built.status().ToString().c_str());
       break;
     }
-    auto index = MustBuild(std::move(merged).value());
+    auto index = std::move(built).value();
     bytes_per_segment =
         static_cast<double>(index->MemoryBytes()) / static_cast<double>(index->size());
     benchmark::DoNotOptimize(index);

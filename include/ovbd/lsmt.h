@@ -143,7 +143,7 @@ Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
 // ---- Merged index -----------------------------------------------------------------------------
 
 // An immutable sorted, non-overlapping set of segments with fast point/range lookup. Memory is
-// about 16 bytes per segment plus a small search tree.
+// about 16 bytes per segment plus a search tree and a direct lookup table (17-18 B in all).
 class SegmentIndex {
  public:
   virtual ~SegmentIndex() = default;
@@ -151,6 +151,10 @@ class SegmentIndex {
   // to the range (a data segment clipped at its front has its moffset advanced).
   virtual void Lookup(uint64_t offset, uint64_t length,
                       const std::function<void(const Segment&)>& fn) const = 0;
+  // Appends to *out what Lookup(offset, length, ...) would pass to fn (the fast path of the
+  // image read path: no callback per segment). Existing elements of *out are kept.
+  virtual void AppendOverlapping(uint64_t offset, uint64_t length,
+                                 std::vector<Segment>* out) const;
   // The first segment whose end is > offset, or nullopt (the basic lookup, benchmarked).
   virtual std::optional<Segment> FindFirstEndingAfter(uint64_t offset) const = 0;
   virtual size_t size() const = 0;
@@ -163,6 +167,10 @@ Result<std::unique_ptr<SegmentIndex>> BuildSegmentIndex(std::vector<Segment> seg
 // Merges per-layer indexes (index 0 = TOP layer) into one: upper wins, zeroed entries shadow.
 // The result's tags are layer indexes (0 = top). Fails above kMaxMergedIndexSize.
 Result<std::vector<Segment>> MergeIndexes(const std::vector<std::vector<Segment>>& top_first);
+// BuildSegmentIndex(MergeIndexes(top_first)) in one step, without the intermediate vector
+// (what OpenImage does). Same errors.
+Result<std::unique_ptr<SegmentIndex>> BuildMergedIndex(
+    const std::vector<std::vector<Segment>>& top_first);
 
 // ---- Image: a stack of layers --------------------------------------------------------------
 

@@ -60,10 +60,12 @@ std::vector<Segment> StackImage::Resolve(uint64_t offset, uint64_t length) const
   const uint8_t shift = upper_ ? 1 : 0;
   auto add_lower = [&](uint64_t begin, uint64_t end) {
     if (!ro_ || begin >= end) return;
-    ro_->Lookup(begin, end - begin, [&](const Segment& s) {
-      out.push_back(s);
-      out.back().tag = static_cast<uint8_t>(s.tag + shift);
-    });
+    const size_t first = out.size();
+    ro_->AppendOverlapping(begin, end - begin, &out);
+    if (shift == 0) return;
+    for (size_t i = first; i < out.size(); ++i) {
+      out[i].tag = static_cast<uint8_t>(out[i].tag + shift);
+    }
   };
   if (!upper_) {
     add_lower(offset, offset + length);
@@ -137,8 +139,7 @@ Result<std::unique_ptr<SegmentIndex>> MergeLowers(std::vector<LayerInfo>* infos)
   for (size_t i = 0; i < infos->size(); i++) {
     top_first[infos->size() - 1 - i] = std::move((*infos)[i].segments);
   }
-  OVBD_ASSIGN_OR_RETURN(std::vector<Segment> merged, MergeIndexes(top_first));
-  return BuildSegmentIndex(std::move(merged));
+  return BuildMergedIndex(top_first);
 }
 
 Status CheckStackShape(const std::vector<std::shared_ptr<const ReadableFile>>& lowers, bool has_upper) {

@@ -8,6 +8,8 @@
 // two-way overlays: (L0 over L1), (L2 over L3), ... then the pairs of those, and so on. Each
 // element takes part in ceil(log2(layers)) linear passes: O(N log k) for N entries and k layers,
 // whatever the overlap pattern (a top-down scan against the accumulated result would be O(N k)).
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +45,9 @@ Result<Run> PackLayer(const std::vector<Segment>& layer, uint8_t tag) {
 
 // `upper` over `lower`: all of upper, plus the pieces of lower in upper's gaps, sorted. Each
 // upper segment splits at most one lower segment in two, so the output fits 2|U| + |L|.
+// The piece of l before u is stored unconditionally and kept only if it is not empty (fewer
+// unpredictable branches); such a store lands while u is still to be written, so within the
+// output's bound.
 Run Overlay(const Run& upper, const Run& lower) {
   Run out{AlignedArray<PackedSegment>(2 * upper.size + lower.size), 0};
   PackedSegment* o = out.buf.data();
@@ -53,11 +58,10 @@ Run Overlay(const Run& upper, const Run& lower) {
     const uint64_t end = l.end();
     for (; u != u_end && u->offset() < end; ++u) {
       const uint64_t u_offset = u->offset(), u_stop = u->end();
-      if (u_stop > pos) {
-        if (u_offset > pos) *o++ = l.Clip(pos, u_offset);
-        pos = u_stop;
-        if (pos > end) break;  // u reaches past l: it may cover the next lower segments too
-      }
+      *o = l.Clip(pos, u_offset);  // meaningless unless u_offset > pos
+      o += u_offset > pos ? 1 : 0;
+      pos = std::max(pos, u_stop);
+      if (pos > end) break;  // u reaches past l: it may cover the next lower segments too
       *o++ = *u;
     }
     if (pos < end) *o++ = l.Clip(pos, end);
@@ -87,9 +91,8 @@ Result<std::vector<Run>> MergeRound(std::vector<Run> runs) {
   return next;
 }
 
-}  // namespace
-
-Result<std::vector<Segment>> MergeIndexes(const std::vector<std::vector<Segment>>& top_first) {
+// The merged run of all layers (an empty run for no layers).
+Result<Run> MergeToRun(const std::vector<std::vector<Segment>>& top_first) {
   if (top_first.size() > kMaxStackLayers) {
     return Status::InvalidArgument("merge indexes: " + std::to_string(top_first.size()) +
                                    " layers exceed the cap of " + std::to_string(kMaxStackLayers));
@@ -103,12 +106,28 @@ Result<std::vector<Segment>> MergeIndexes(const std::vector<std::vector<Segment>
   while (runs.size() > 1) {
     OVBD_ASSIGN_OR_RETURN(runs, MergeRound(std::move(runs)));
   }
-  std::vector<Segment> merged;
-  if (runs.empty()) return merged;
+  if (runs.empty()) return Run();
   OVBD_RETURN_IF_ERROR(CheckCap(runs[0]));
-  merged.reserve(runs[0].size);
-  for (const PackedSegment& p : runs[0]) merged.push_back(p.Unpack());
+  return std::move(runs[0]);
+}
+
+}  // namespace
+
+Result<std::vector<Segment>> MergeIndexes(const std::vector<std::vector<Segment>>& top_first) {
+  OVBD_ASSIGN_OR_RETURN(Run run, MergeToRun(top_first));
+  std::vector<Segment> merged;
+  merged.reserve(run.size);
+  for (const PackedSegment& p : run) merged.push_back(p.Unpack());
   return merged;
+}
+
+// The merged run is valid, sorted and non-overlapping by construction (every layer was
+// validated, and overlaying only clips), so it goes into the index as it is.
+Result<std::unique_ptr<SegmentIndex>> BuildMergedIndex(
+    const std::vector<std::vector<Segment>>& top_first) {
+  OVBD_ASSIGN_OR_RETURN(Run run, MergeToRun(top_first));
+  return std::unique_ptr<SegmentIndex>(
+      std::make_unique<PackedSegmentIndex>(run.begin(), run.size));
 }
 
 }  // namespace ovbd::lsmt

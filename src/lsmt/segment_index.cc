@@ -1,9 +1,14 @@
-// The merged segment index: a packed sorted array under a static B+-tree of block end keys.
+// The merged segment index: a packed sorted array under a direct table of offset buckets and a
+// static B+-tree of block end keys.
 //
 // Why this layout: a binary search over 32-byte Segments does ~log2(n) dependent loads, most of
-// them cache misses at 1M segments, and mispredicts half its branches. Here a lookup does
+// them cache misses at 1M segments, and mispredicts half its branches. The tree alone costs
 // ceil(log16(n/16)) node visits (2 cache lines each, upper levels stay cached) plus one block
-// scan, all without data-dependent branches. See segment_index.h for the picture.
+// scan; at 1M segments the lower two levels miss the caches. The direct table replaces the
+// whole descent by one load from a table of ~2 entries per block (L2-sized at 1M segments):
+// the table entry names the block and, when one block boundary falls inside the bucket, where,
+// so the block follows without reading any key. Buckets holding several boundaries (dense
+// regions) fall back to the tree. See segment_index.h for the picture.
 #include "lsmt/segment_index.h"
 
 #include <sys/mman.h>
@@ -13,6 +18,7 @@
 #endif
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <string>
@@ -50,6 +56,13 @@ inline size_t CountStartsNotAbove(const PackedSegment* block, uint64_t probe) {
   return count;
 }
 
+// Number of keys <= x among kLeafWindow consecutive leaf keys (any alignment).
+inline size_t CountWindowNotAbove(const uint64_t* keys, uint64_t x) {
+  size_t count = 0;
+  for (size_t j = 0; j < kLeafWindow; ++j) count += keys[j] <= x ? 1 : 0;
+  return count;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define OVBD_INDEX_AVX2 1
 static_assert(kNodeKeys % 4 == 0 && kBlockSegments % 4 == 0 && kNodeKeys <= 32 &&
@@ -66,6 +79,18 @@ __attribute__((target("avx2"))) inline size_t CountKeysNotAboveAvx2(const uint64
     above |= static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(gt))) << (4 * k);
   }
   return kNodeKeys - static_cast<size_t>(__builtin_popcount(above));
+}
+
+__attribute__((target("avx2"))) inline size_t CountWindowNotAboveAvx2(const uint64_t* keys,
+                                                                      uint64_t x) {
+  static_assert(kLeafWindow == 8);
+  const __m256i xv = _mm256_set1_epi64x(static_cast<int64_t>(x));
+  const __m256i* v = reinterpret_cast<const __m256i*>(keys);
+  __m256i gt0 = _mm256_cmpgt_epi64(_mm256_loadu_si256(v), xv);
+  __m256i gt1 = _mm256_cmpgt_epi64(_mm256_loadu_si256(v + 1), xv);
+  unsigned above = static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(gt0))) |
+                   static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(gt1))) << 4;
+  return kLeafWindow - static_cast<size_t>(__builtin_popcount(above));
 }
 
 // lo words can use bit 63, so both sides get their sign bit flipped for the signed compare.
@@ -86,10 +111,13 @@ __attribute__((target("avx2"))) inline size_t CountStartsNotAboveAvx2(const Pack
 }
 #endif
 
-struct TreeView {
+struct SearchView {
   const AlignedArray<uint64_t>* levels;  // leaf first
   size_t level_count;
   const PackedSegment* segments;
+  const TableEntry* table;  // nullptr: no table
+  uint64_t table_base;
+  unsigned table_shift;
 };
 
 template <bool kAvx2>
@@ -108,12 +136,40 @@ inline size_t BlockCount(const PackedSegment* block, uint64_t probe) {
   return CountStartsNotAbove(block, probe);
 }
 
-// Position of the first segment with end > x; requires x < the last segment's end.
 template <bool kAvx2>
-inline size_t Descend(const TreeView& t, uint64_t x) {
+inline size_t WindowCount(const uint64_t* keys, uint64_t x) {
+#ifdef OVBD_INDEX_AVX2
+  if constexpr (kAvx2) return CountWindowNotAboveAvx2(keys, x);
+#endif
+  return CountWindowNotAbove(keys, x);
+}
+
+// The first block whose last end is > x, by the tree; requires x < the last segment's end.
+template <bool kAvx2>
+inline size_t TreeBlock(const SearchView& t, uint64_t x) {
   size_t node = 0;
   for (size_t level = t.level_count; level-- > 0;) {
     node = node * kNodeKeys + NodeCount<kAvx2>(t.levels[level].data() + node * kNodeKeys, x);
+  }
+  return node;
+}
+
+// Position of the first segment with end > x; requires x < the last segment's end.
+template <bool kAvx2>
+inline size_t Descend(const SearchView& t, uint64_t x) {
+  size_t node;
+  // x below the first segment takes bucket 0 at distance 0, as the first offset would: both
+  // answer segment 0.
+  const uint64_t d = x > t.table_base ? x - t.table_base : 0;
+  TableEntry e{0, kTableSplitSearch};
+  if (t.table != nullptr) e = t.table[d >> t.table_shift];
+  if (e.split < kTableSplitWindow) [[likely]] {
+    const uint64_t in_bucket = d & ((uint64_t{1} << t.table_shift) - 1);
+    node = e.block + (in_bucket >= e.split ? 1 : 0);
+  } else if (e.split == kTableSplitWindow) {
+    node = e.block + WindowCount<kAvx2>(t.levels[0].data() + e.block, x);
+  } else {
+    node = TreeBlock<kAvx2>(t, x);
   }
   // `node` is the first block whose last end is > x. Its first c segments start at or before x
   // and all but the (c-1)-th of them end at or before x.
@@ -124,15 +180,15 @@ inline size_t Descend(const TreeView& t, uint64_t x) {
   return node * kBlockSegments + c - inside;
 }
 
-size_t DescendPortable(const TreeView& t, uint64_t x) { return Descend<false>(t, x); }
+size_t DescendPortable(const SearchView& t, uint64_t x) { return Descend<false>(t, x); }
 
 #ifdef OVBD_INDEX_AVX2
-__attribute__((target("avx2"), flatten)) size_t DescendAvx2(const TreeView& t, uint64_t x) {
+__attribute__((target("avx2"), flatten)) size_t DescendAvx2(const SearchView& t, uint64_t x) {
   return Descend<true>(t, x);
 }
 bool CpuHasAvx2() { return __builtin_cpu_supports("avx2"); }
 #else
-size_t DescendAvx2(const TreeView& t, uint64_t x) { return Descend<false>(t, x); }
+size_t DescendAvx2(const SearchView& t, uint64_t x) { return Descend<false>(t, x); }
 bool CpuHasAvx2() { return false; }
 #endif
 
@@ -194,14 +250,31 @@ Status ValidateSortedSegments(std::span<const Segment> segments, std::string_vie
   return Status::OK();
 }
 
-PackedSegmentIndex::PackedSegmentIndex(std::span<const Segment> segments, bool allow_simd)
-    : use_avx2_(allow_simd && CpuHasAvx2()),
-      size_(segments.size()),
-      last_end_(segments.empty() ? 0 : segments.back().end()),
-      segments_((segments.size() + kBlockSegments - 1) / kBlockSegments * kBlockSegments) {
+PackedSegmentIndex::PackedSegmentIndex(size_t count, IndexOptions options)
+    : use_avx2_(options.allow_simd && CpuHasAvx2()),
+      size_(count),
+      segments_((count + kBlockSegments - 1) / kBlockSegments * kBlockSegments) {}
+
+PackedSegmentIndex::PackedSegmentIndex(std::span<const Segment> segments, IndexOptions options)
+    : PackedSegmentIndex(segments.size(), options) {
   for (size_t i = 0; i < size_; ++i) segments_[i] = PackedSegment::Pack(segments[i]);
+  Finish(options);
+}
+
+PackedSegmentIndex::PackedSegmentIndex(const PackedSegment* packed, size_t count,
+                                       IndexOptions options)
+    : PackedSegmentIndex(count, options) {
+  if (count > 0) std::memcpy(segments_.data(), packed, count * sizeof(PackedSegment));
+  Finish(options);
+}
+
+void PackedSegmentIndex::Finish(const IndexOptions& options) {
   for (size_t i = size_; i < segments_.size(); ++i) segments_[i] = kPaddingSegment;
+  if (size_ == 0) return;
+  first_offset_ = segments_[0].offset();
+  last_end_ = segments_[size_ - 1].end();
   BuildLevels();
+  if (options.allow_table) BuildTable();
 }
 
 // Leaf keys: the end of the last segment of each block (for a padded last block, its padding
@@ -217,9 +290,78 @@ void PackedSegmentIndex::BuildLevels() {
   while (levels_.back().size() > kNodeKeys) levels_.push_back(ParentLevel(levels_.back()));
 }
 
+namespace {
+
+// Buckets of 2^shift sectors needed for `range` sectors (range >= 1).
+uint64_t BucketsFor(uint64_t range, unsigned shift) { return ((range - 1) >> shift) + 1; }
+
+// Number of buckets of 2^shift sectors from `base` holding two or more of the block
+// boundaries `ends` (sorted, all > base); a boundary at e splits the bucket of sector e - 1.
+size_t CrowdedBuckets(const uint64_t* ends, size_t count, uint64_t base, unsigned shift) {
+  size_t crowded = 0;
+  uint64_t prev = ~0ULL, counted = ~0ULL;
+  for (size_t j = 0; j < count; ++j) {
+    uint64_t bucket = (ends[j] - 1 - base) >> shift;
+    if (bucket == prev && bucket != counted) {
+      ++crowded;
+      counted = bucket;
+    }
+    prev = bucket;
+  }
+  return crowded;
+}
+
+}  // namespace
+
+// The table size: buckets are powers of two; the smallest shift allowed gives at most
+// kMaxTableEntriesPerBlock buckets per block. Among that shift and the next two, take the
+// largest (smallest table, more likely to stay cached) that sends at most 1/32 of the buckets
+// to the tree. No table if buckets would have to exceed 2^kMaxTableShift sectors.
+void PackedSegmentIndex::BuildTable() {
+  const size_t blocks = segments_.size() / kBlockSegments;
+  const uint64_t range = last_end_ - first_offset_;
+  const uint64_t max_buckets = kMaxTableEntriesPerBlock * blocks;
+  unsigned shift = 0;
+  while (BucketsFor(range, shift) > max_buckets) ++shift;
+  if (shift > kMaxTableShift) return;
+  // Boundaries inside the range: the ends of every block but the last (whose end is >= last_end_).
+  const uint64_t* ends = levels_[0].data();
+  for (unsigned wider = 0; wider < 2 && shift < kMaxTableShift; ++wider) {
+    uint64_t buckets = BucketsFor(range, shift + 1);
+    if (CrowdedBuckets(ends, blocks - 1, first_offset_, shift + 1) * 32 > buckets) break;
+    ++shift;
+  }
+  table_shift_ = shift;
+  const uint64_t width = uint64_t{1} << shift;
+  table_ = AlignedArray<TableEntry>(BucketsFor(range, shift));
+  size_t j = 0;  // first block whose end is > the bucket's first sector
+  for (size_t i = 0; i < table_.size(); ++i) {
+    const uint64_t lo = first_offset_ + (static_cast<uint64_t>(i) << shift);
+    const uint64_t hi = std::min(lo + width - 1, last_end_ - 1);  // last sector searched for
+    while (ends[j] <= lo) ++j;   // stops at the last block at the latest (end >= last_end_ > lo)
+    size_t k = j;  // first block whose end is > hi, counted up to j + kLeafWindow
+    while (k < j + kLeafWindow && ends[k] <= hi) ++k;
+    // The answer for any x of the bucket is in [j, k]; a window of leaf keys from j covers
+    // that if k - j < kLeafWindow, and stays inside the leaf level (the keys after the last
+    // block are kNoKey padding up to a multiple of kNodeKeys >= kLeafWindow).
+    uint32_t split = kTableSplitSearch;
+    if (k < j + kLeafWindow && j + kLeafWindow <= levels_[0].size()) split = kTableSplitWindow;
+    if (k == j) split = static_cast<uint32_t>(width);
+    if (k == j + 1) split = static_cast<uint32_t>(ends[j] - lo);
+    table_[i] = {static_cast<uint32_t>(j), split};
+  }
+}
+
+size_t PackedSegmentIndex::table_buckets_with_split(uint32_t split) const {
+  size_t n = 0;
+  for (size_t i = 0; i < table_.size(); ++i) n += table_[i].split == split ? 1 : 0;
+  return n;
+}
+
 size_t PackedSegmentIndex::FindIndex(uint64_t offset) const {
   if (offset >= last_end_) return size_;  // also the empty index
-  TreeView view{levels_.data(), levels_.size(), segments_.data()};
+  SearchView view{levels_.data(), levels_.size(), segments_.data(),
+                  table_.size() > 0 ? table_.data() : nullptr, first_offset_, table_shift_};
   return use_avx2_ ? DescendAvx2(view, offset) : DescendPortable(view, offset);
 }
 
@@ -229,15 +371,26 @@ std::optional<Segment> PackedSegmentIndex::FindFirstEndingAfter(uint64_t offset)
   return segments_[i].Unpack();
 }
 
-void PackedSegmentIndex::Lookup(uint64_t offset, uint64_t length,
-                                const std::function<void(const Segment&)>& fn) const {
+template <typename Visit>
+void PackedSegmentIndex::ForEachOverlapping(uint64_t offset, uint64_t length,
+                                            Visit&& visit) const {
   if (length == 0) return;
   uint64_t end = offset + length < offset ? kNoKey : offset + length;  // saturate
   for (size_t i = FindIndex(offset); i < size_; ++i) {
     const PackedSegment& s = segments_[i];
     if (s.offset() >= end) break;
-    fn(s.Clip(std::max(s.offset(), offset), std::min(s.end(), end)).Unpack());
+    visit(s.Clip(std::max(s.offset(), offset), std::min(s.end(), end)));
   }
+}
+
+void PackedSegmentIndex::Lookup(uint64_t offset, uint64_t length,
+                                const std::function<void(const Segment&)>& fn) const {
+  ForEachOverlapping(offset, length, [&fn](const PackedSegment& s) { fn(s.Unpack()); });
+}
+
+void PackedSegmentIndex::AppendOverlapping(uint64_t offset, uint64_t length,
+                                           std::vector<Segment>* out) const {
+  ForEachOverlapping(offset, length, [out](const PackedSegment& s) { out->push_back(s.Unpack()); });
 }
 
 std::vector<Segment> PackedSegmentIndex::All() const {
@@ -249,6 +402,7 @@ std::vector<Segment> PackedSegmentIndex::All() const {
 
 size_t PackedSegmentIndex::MemoryBytes() const {
   size_t bytes = sizeof(*this) + segments_.size() * sizeof(PackedSegment) +
+                 table_.size() * sizeof(TableEntry) +
                  levels_.capacity() * sizeof(AlignedArray<uint64_t>);
   for (const auto& level : levels_) bytes += level.size() * sizeof(uint64_t);
   return bytes;
@@ -262,6 +416,11 @@ Result<std::unique_ptr<SegmentIndex>> BuildSegmentIndex(std::vector<Segment> seg
   }
   OVBD_RETURN_IF_ERROR(ValidateSortedSegments(segments, "segment index"));
   return std::unique_ptr<SegmentIndex>(std::make_unique<PackedSegmentIndex>(segments));
+}
+
+void SegmentIndex::AppendOverlapping(uint64_t offset, uint64_t length,
+                                     std::vector<Segment>* out) const {
+  Lookup(offset, length, [out](const Segment& s) { out->push_back(s); });
 }
 
 }  // namespace ovbd::lsmt

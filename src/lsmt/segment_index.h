@@ -1,16 +1,27 @@
 // Internals of the merged segment index (public contract: include/ovbd/lsmt.h).
 //
+//   x ──(x - base_) >> table_shift_──> table_[bucket] = {block j, split}
+//                                        │  one boundary (or none) in the bucket:
+//                                        │  block = j + (x - bucket start >= split)
+//                                        │  a few: count 8 leaf keys from j (levels_[0])
+//                                        │  many: descend the tree instead
+//                                        v
 //   segments_ (PackedSegment, 16 B each, sorted, padded to a multiple of kBlockSegments)
 //   | blk 0: seg 0..15 | blk 1: seg 16..31 | ...                       | blk B-1 (padded) |
 //            ^                                                                 ^
 //   levels_[0]: max end of each block, grouped in nodes of kNodeKeys keys (64-byte aligned)
 //   levels_[1]: max end of each node of levels_[0]   ...   levels_.back(): one node (the root)
 //
-// A lookup for "first segment with end > x" walks root -> leaf level counting the keys <= x in
-// one node, then counts the segments of one block that start at or before x and checks the end
-// of the last of them; all branch free (AVX2 when the CPU has it). Every step touches at most 2
-// cache lines of keys; the final block is 4 lines loaded in parallel.
-// Memory: 16 B per segment + ~8/kBlockSegments B per segment of keys.
+// A lookup for "first segment with end > x" finds the block whose max end is the first one
+// above x, then counts the segments of that block that start at or before x and checks the end
+// of the last of them; all branch free (AVX2 when the CPU has it). The block comes from the
+// direct table (one entry, usually L2-resident, then the block: two dependent cache misses at
+// most) when the bucket of x holds at most one block boundary, else from the tree: root -> leaf
+// level, counting the keys <= x in one node per level (at most 2 cache lines of keys each).
+// The final block is 4 lines loaded in parallel.
+// Memory: 16 B per segment + ~8/kBlockSegments B per segment of tree keys + a table of at most
+// kMaxTableEntriesPerBlock 8-byte entries per block (at most 2 B per segment; ~0.6 B for
+// uniformly spread segments, where 1-2 entries per block suffice).
 #pragma once
 
 #include <cstddef>
@@ -81,6 +92,24 @@ Status ValidateSortedSegments(std::span<const Segment> segments, std::string_vie
 inline constexpr size_t kBlockSegments = 16;
 inline constexpr size_t kNodeKeys = 16;
 
+// The direct table: at most this many 8-byte entries per block, buckets of at most 2^31 sectors.
+inline constexpr size_t kMaxTableEntriesPerBlock = 4;
+inline constexpr unsigned kMaxTableShift = 31;
+
+// One bucket of the direct table: `block` is the first block whose max end is above the
+// bucket's first sector; `split` is the position (from the bucket's start) of that block's max
+// end if it falls inside the bucket, 2^shift if it does not, kTableSplitWindow if the bucket
+// holds 2..kLeafWindow-1 block boundaries (the answer is among the kLeafWindow leaf keys from
+// `block`), kTableSplitSearch if it holds more (the tree answers).
+struct TableEntry {
+  uint32_t block = 0;
+  uint32_t split = 0;
+};
+inline constexpr uint32_t kTableSplitSearch = 0xFFFFFFFF;
+inline constexpr uint32_t kTableSplitWindow = 0xFFFFFFFE;
+inline constexpr size_t kLeafWindow = 8;
+static_assert(kLeafWindow <= kNodeKeys, "a window must fit in the padded leaf level");
+
 // Memory for the index arrays: 64-byte aligned; from 2 MiB up, 2 MiB aligned and advised to use
 // transparent huge pages (a random lookup then costs no TLB miss). Free with FreeIndexMemory and
 // the same byte count.
@@ -121,14 +150,22 @@ class AlignedArray {
 
 // The SegmentIndex implementation (see the picture above). Immutable after construction;
 // concurrent const calls are safe.
+struct IndexOptions {
+  bool allow_simd = true;   // false forces the portable search (tests compare both)
+  bool allow_table = true;  // false: every lookup descends the tree (tests compare both)
+};
+
 class PackedSegmentIndex final : public SegmentIndex {
  public:
-  // `segments` must have passed ValidateSortedSegments. allow_simd = false forces the portable
-  // search (tests compare both).
-  explicit PackedSegmentIndex(std::span<const Segment> segments, bool allow_simd = true);
+  // `segments` must have passed ValidateSortedSegments.
+  explicit PackedSegmentIndex(std::span<const Segment> segments, IndexOptions options = {});
+  // Takes `count` packed segments that are valid, sorted and non-overlapping (tags kept).
+  PackedSegmentIndex(const PackedSegment* packed, size_t count, IndexOptions options = {});
 
   void Lookup(uint64_t offset, uint64_t length,
               const std::function<void(const Segment&)>& fn) const override;
+  void AppendOverlapping(uint64_t offset, uint64_t length,
+                         std::vector<Segment>* out) const override;
   std::optional<Segment> FindFirstEndingAfter(uint64_t offset) const override;
   size_t size() const override { return size_; }
   std::vector<Segment> All() const override;
@@ -137,15 +174,30 @@ class PackedSegmentIndex final : public SegmentIndex {
   // Position of the first segment whose end is > offset, or size() if none.
   size_t FindIndex(uint64_t offset) const;
   bool uses_avx2() const { return use_avx2_; }
+  // Number of direct-table buckets (0: no table) and how many of them count leaf keys or
+  // send x to the tree.
+  size_t table_size() const { return table_.size(); }
+  size_t table_buckets_with_split(uint32_t split) const;
 
  private:
+  PackedSegmentIndex(size_t count, IndexOptions options);
+  // Fills the padding, then builds the tree and the table.
+  void Finish(const IndexOptions& options);
   void BuildLevels();
+  void BuildTable();
+  // Calls visit(const PackedSegment&) for each segment overlapping [offset, offset+length),
+  // clipped to it, in order.
+  template <typename Visit>
+  void ForEachOverlapping(uint64_t offset, uint64_t length, Visit&& visit) const;
 
   bool use_avx2_ = false;  // chosen once, at construction
   size_t size_ = 0;
+  uint64_t first_offset_ = 0;                   // offset of the first segment (table base)
   uint64_t last_end_ = 0;                       // end of the last segment (0 if empty)
+  unsigned table_shift_ = 0;                    // a bucket covers 2^table_shift_ sectors
   AlignedArray<PackedSegment> segments_;        // size_ rounded up to kBlockSegments
   std::vector<AlignedArray<uint64_t>> levels_;  // leaf keys first, root last
+  AlignedArray<TableEntry> table_;              // empty: no table
 };
 
 }  // namespace ovbd::lsmt

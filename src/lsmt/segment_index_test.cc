@@ -90,11 +90,18 @@ void CheckIndexAgainstModel(const std::vector<Segment>& segs, uint64_t seed) {
   ASSERT_EQ(index.All(), segs);
   std::mt19937_64 rng(seed);
   const std::vector<uint64_t> q = QueryPoints(rng, segs, 5000);
-  PackedSegmentIndex portable(segs, /*allow_simd=*/false);
+  // Every search path: SIMD or portable counters, with or without the direct table.
+  PackedSegmentIndex portable(segs, {.allow_simd = false});
+  PackedSegmentIndex portable_tree(segs, {.allow_simd = false, .allow_table = false});
+  PackedSegmentIndex simd_tree(segs, {.allow_table = false});
   EXPECT_FALSE(portable.uses_avx2());
+  EXPECT_EQ(portable_tree.table_size(), 0u);
   for (uint64_t x : q) {
-    ASSERT_EQ(index.FindFirstEndingAfter(x), ModelFirstEndingAfter(segs, x)) << "x=" << x;
-    ASSERT_EQ(portable.FindFirstEndingAfter(x), ModelFirstEndingAfter(segs, x)) << "x=" << x;
+    const std::optional<Segment> want = ModelFirstEndingAfter(segs, x);
+    ASSERT_EQ(index.FindFirstEndingAfter(x), want) << "x=" << x;
+    ASSERT_EQ(portable.FindFirstEndingAfter(x), want) << "x=" << x;
+    ASSERT_EQ(portable_tree.FindFirstEndingAfter(x), want) << "x=" << x;
+    ASSERT_EQ(simd_tree.FindFirstEndingAfter(x), want) << "x=" << x;
   }
   // Lookups: short ranges near boundaries, ranges spanning many segments, saturating ends.
   for (int i = 0; i < 300; ++i) {
@@ -112,6 +119,10 @@ void CheckIndexAgainstModel(const std::vector<Segment>& segs, uint64_t seed) {
       want = ModelLookup(std::vector<Segment>(it, stop), offset, length);
     }
     ASSERT_EQ(IndexLookup(index, offset, length), want) << offset << "+" << length;
+    std::vector<Segment> appended = {Segment{1, 2, 3}};  // kept in front
+    index.AppendOverlapping(offset, length, &appended);
+    ASSERT_EQ(appended.size(), want.size() + 1);
+    ASSERT_TRUE(std::equal(want.begin(), want.end(), appended.begin() + 1));
   }
 }
 
@@ -136,6 +147,70 @@ INSTANTIATE_TEST_SUITE_P(Sizes, IndexSizes,
                          ::testing::Values(0, 1, 2, kBlockSegments - 1, kBlockSegments,
                                            kBlockSegments + 1, kBlockSegments* kNodeKeys,
                                            kBlockSegments* kNodeKeys + 1, 1000, 100000));
+
+// Regions of rising density: sparse ones answer from the table directly, medium ones count a
+// window of leaf keys, dense ones (many block boundaries in one bucket) descend the tree.
+TEST(SegmentIndex, TableFallsBackToWindowAndTree) {
+  std::vector<Segment> segs;
+  uint64_t pos = 0;
+  for (int region = 7; region >= 0; --region) {
+    for (int i = 0; i < 2000; ++i) {
+      segs.push_back({pos, 1, 8});
+      pos += uint64_t{1} << (2 * region);
+    }
+    pos += 1;
+  }
+  std::sort(segs.begin(), segs.end(),
+            [](const Segment& a, const Segment& b) { return a.offset < b.offset; });
+  PackedSegmentIndex index(segs);
+  ASSERT_GT(index.table_size(), 0u);
+  const size_t window = index.table_buckets_with_split(kTableSplitWindow);
+  const size_t search = index.table_buckets_with_split(kTableSplitSearch);
+  EXPECT_GT(window, 0u);
+  EXPECT_GT(search, 0u);
+  EXPECT_LT(window + search, index.table_size() / 2);
+  CheckIndexAgainstModel(segs, 3);
+  // Clusters far apart, with gaps of many empty buckets.
+  std::mt19937_64 rng(11);
+  segs.clear();
+  for (uint64_t cluster : {uint64_t{0}, uint64_t{1} << 24, uint64_t{1} << 30}) {
+    std::vector<Segment> part = RandomSegments(rng, 3000, cluster);
+    segs.insert(segs.end(), part.begin(), part.end());
+  }
+  for (uint64_t i = 0; i < 200; ++i) segs.push_back({(1ULL << 31) + i * 100000, 5, 8});
+  CheckIndexAgainstModel(segs, 5);
+}
+
+// Uniform segments: every bucket answers from the table.
+TEST(SegmentIndex, TableCoversUniformSegments) {
+  std::vector<Segment> segs;
+  for (uint64_t i = 0; i < 50000; ++i) segs.push_back({i * 700, 600, 8});
+  PackedSegmentIndex index(segs);
+  ASSERT_GT(index.table_size(), 0u);
+  EXPECT_EQ(index.table_buckets_with_split(kTableSplitSearch), 0u);
+  EXPECT_EQ(index.table_buckets_with_split(kTableSplitWindow), 0u);
+  EXPECT_LE(index.table_size(), kMaxTableEntriesPerBlock * (segs.size() / kBlockSegments + 1));
+}
+
+// Buckets would have to be wider than 2^31 sectors: no table, the tree answers.
+TEST(SegmentIndex, NoTableForSparseHugeRange) {
+  std::vector<Segment> segs = {{0, 8, 8}, {kMaxOffset / 2, 8, 8}, {kMaxOffset - 8, 8, 8}};
+  PackedSegmentIndex index(segs);
+  EXPECT_EQ(index.table_size(), 0u);
+  CheckIndexAgainstModel(segs, 4);
+}
+
+// Block boundaries exactly on bucket starts and one sector inside them.
+TEST(SegmentIndex, BoundariesOnBucketEdges) {
+  for (uint64_t length : {uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{64}, uint64_t{65}}) {
+    std::vector<Segment> segs;
+    for (uint64_t i = 0; i < 4000; ++i) {
+      segs.push_back({7 + i * length, static_cast<uint32_t>(length), 8});
+    }
+    SCOPED_TRACE(length);
+    CheckIndexAgainstModel(segs, length);
+  }
+}
 
 TEST(SegmentIndex, LookupClipsDataAndZeroed) {
   auto built = BuildSegmentIndex({{100, 50, 1000, false, 3}, {150, 10, 7, true, 4}});
@@ -262,6 +337,23 @@ void CheckMerge(const std::vector<std::vector<Segment>>& stack, uint64_t base, u
   if (paint) {
     ASSERT_TRUE(PaintMerged(*merged, base, span) == PaintModel(stack, base, span));
   }
+}
+
+TEST(MergeIndexes, BuildMergedIndexEqualsMergeThenBuild) {
+  std::mt19937_64 rng(9);
+  for (int round = 0; round < 20; ++round) {
+    auto stack = RandomStack(rng, 1 + rng() % 30, 0, 200000, 200);
+    auto merged = MergeIndexes(stack);
+    ASSERT_TRUE(merged.ok());
+    auto index = BuildMergedIndex(stack);
+    ASSERT_TRUE(index.ok());
+    EXPECT_EQ((*index)->All(), *merged);
+  }
+  auto empty = BuildMergedIndex({});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ((*empty)->size(), 0u);
+  EXPECT_FALSE((*empty)->FindFirstEndingAfter(0).has_value());
+  EXPECT_EQ(BuildMergedIndex({{{0, 10, 8}, {5, 5, 8}}}).status().code(), Code::kInvalidArgument);
 }
 
 TEST(MergeIndexes, RandomStacksMatchModels) {
