@@ -1,9 +1,12 @@
 // The streaming ZFile writer:
 //
 //   NewBuilder: header 0x13 (opt fields set, index fields 0)
-//   Append:     cut into blocks -> BlockPipeline (N threads, in order) -> buffered output,
-//               jump table entries collected in memory (4 bytes per block)
-//   Finish:     last short block, jump table, trailer 0x16; header rewritten as 0x1B if asked
+//   Append:     copied into the pipeline's input batch (~1 MiB); a full batch goes to the
+//               BlockPipeline (N threads, in order); finished batches are appended to `out`
+//               as they come back, jump table entries collected in memory (4 bytes per block)
+//   Finish:     last (short) batch, jump table, trailer 0x16; header rewritten as 0x1B if asked
+//   Compress:   reads the input straight into the pipeline's batches (no intermediate buffer),
+//               so with N workers the caller's thread reads and writes while they compress
 //
 // Offsets inside the ZFile are relative to the output position at NewBuilder, so a ZFile can
 // follow other bytes in the same output (e.g. a tar header).
@@ -21,27 +24,41 @@
 namespace ovbd::zfile {
 namespace {
 
-constexpr size_t kOutputBufferBytes = 1 << 20;
 constexpr int kMaxThreads = 256;
+// Input bytes per pipeline batch: large enough that hand-over costs vanish (one lock and one
+// wake-up per batch), small enough that a batch and its output stay in a core's L2 cache.
+constexpr size_t kBatchBytes = 1 << 20;
+// Cap on the input held by all pipeline slots together (matters only for many threads).
+constexpr size_t kMaxPipelineBytes = 64 << 20;
+
+size_t BatchBlocks(const Options& o) {
+  const size_t bytes = std::min(kBatchBytes, kMaxPipelineBytes / BlockPipeline::SlotCount(o.threads));
+  return std::max<size_t>(1, bytes / o.block_size);
+}
 
 class ZFileBuilder final : public Builder {
  public:
   ZFileBuilder(WritableFile* out, const Options& opts)
-      : out_(out), opts_(opts), pipeline_(opts.algorithm, opts.crc, opts.block_size, opts.threads),
-        start_(out->Position()) {
-    out_buffer_.reserve(kOutputBufferBytes + kMaxBlockSize * 2);
-  }
+      : out_(out),
+        opts_(opts),
+        pipeline_(opts.algorithm, opts.crc, opts.block_size, opts.threads, BatchBlocks(opts)),
+        start_(out->Position()) {}
 
   Status Start() { return Fail(out_->Append(EncodeHeaderTrailer(MakeRecord(kHeaderFlags, false)))); }
   Status Append(std::span<const uint8_t> data) override;
   Result<Info> Finish() override;
   uint64_t InputBytes() const override { return input_bytes_; }
+  // Appends all of `in`, read directly into the pipeline's input batches.
+  Status AppendFile(const ReadableFile& in, const ProgressFn& progress);
 
  private:
   HeaderTrailer MakeRecord(uint64_t flags, bool with_index) const;
-  Status SubmitBlock();
+  // The unfilled part of the current batch; drains the oldest batch first if every slot is busy.
+  Result<std::span<uint8_t>> FreeInput();
+  // Records `n` bytes written into FreeInput(); submits the batch when it is full.
+  Status Filled(size_t n);
+  Status SubmitBatch();
   Status DrainOne();
-  Status Flush();
   Status WriteTail();
   Info MakeInfo() const;
   Status Fail(Status s) {
@@ -53,13 +70,12 @@ class ZFileBuilder final : public Builder {
   const Options opts_;
   BlockPipeline pipeline_;
   const uint64_t start_;
-  size_t fill_ = 0;                      // bytes in the slot being filled
+  size_t fill_ = 0;                      // bytes in the batch being filled
   uint64_t blocks_ = 0;                  // blocks submitted
   uint64_t input_bytes_ = 0;
   uint64_t next_offset_ = kHeaderTrailerSize;  // ZFile offset of the next block entry
   uint32_t index_crc_ = 0;
   std::vector<uint8_t> jump_table_;      // encoded entries
-  std::vector<uint8_t> out_buffer_;
   Status status_;
   bool finished_ = false;
 };
@@ -79,56 +95,70 @@ HeaderTrailer ZFileBuilder::MakeRecord(uint64_t flags, bool with_index) const {
   return ht;
 }
 
-Status ZFileBuilder::SubmitBlock() {
-  if (blocks_ >= kMaxIndexSize) {
+Status ZFileBuilder::SubmitBatch() {
+  const uint64_t n = (fill_ + opts_.block_size - 1) / opts_.block_size;
+  if (blocks_ + n > kMaxIndexSize) {
     return Status::NoSpace(out_->Name() + ": a ZFile holds at most " + std::to_string(kMaxIndexSize) + " blocks");
   }
   pipeline_.Submit(fill_);
   fill_ = 0;
-  blocks_++;
+  blocks_ += n;
   return Status::OK();
 }
 
 Status ZFileBuilder::DrainOne() {
-  Result<std::span<const uint8_t>> entry = pipeline_.Oldest();
-  if (!entry.ok()) return entry.status().WithContext(out_->Name());
-  const size_t n = entry->size();
-  out_buffer_.insert(out_buffer_.end(), entry->begin(), entry->end());
+  Result<BlockPipeline::Batch> batch = pipeline_.Oldest();
+  if (!batch.ok()) return batch.status().WithContext(out_->Name());
+  OVBD_RETURN_IF_ERROR(out_->Append(batch->bytes));
+  const size_t at = jump_table_.size();
+  jump_table_.resize(at + 4 * batch->sizes.size());
+  for (size_t i = 0; i < batch->sizes.size(); i++) EncodeLE32(jump_table_.data() + at + 4 * i, batch->sizes[i]);
+  next_offset_ += batch->bytes.size();
   pipeline_.PopOldest();
-  uint8_t le[4];
-  EncodeLE32(le, static_cast<uint32_t>(n));
-  jump_table_.insert(jump_table_.end(), le, le + 4);
-  next_offset_ += n;
-  if (out_buffer_.size() >= kOutputBufferBytes) return Flush();
   return Status::OK();
 }
 
-Status ZFileBuilder::Flush() {
-  Status s = out_->Append(out_buffer_);
-  out_buffer_.clear();
-  return s;
+Result<std::span<uint8_t>> ZFileBuilder::FreeInput() {
+  if (fill_ == 0 && pipeline_.Full()) OVBD_RETURN_IF_ERROR(Fail(DrainOne()));
+  return pipeline_.Input().subspan(fill_);
+}
+
+Status ZFileBuilder::Filled(size_t n) {
+  fill_ += n;
+  input_bytes_ += n;
+  if (fill_ == pipeline_.batch_bytes()) return Fail(SubmitBatch());
+  return Status::OK();
 }
 
 Status ZFileBuilder::Append(std::span<const uint8_t> data) {
   if (finished_) return Status::InvalidArgument(out_->Name() + ": ZFile Append after Finish");
   OVBD_RETURN_IF_ERROR(status_);
   while (!data.empty()) {
-    if (fill_ == 0 && pipeline_.Full()) OVBD_RETURN_IF_ERROR(Fail(DrainOne()));
-    std::span<uint8_t> in = pipeline_.Input();
-    const size_t n = std::min(data.size(), in.size() - fill_);
-    std::memcpy(in.data() + fill_, data.data(), n);
-    fill_ += n;
-    input_bytes_ += n;
+    OVBD_ASSIGN_OR_RETURN(std::span<uint8_t> in, FreeInput());
+    const size_t n = std::min(data.size(), in.size());
+    std::memcpy(in.data(), data.data(), n);
     data = data.subspan(n);
-    if (fill_ == in.size()) OVBD_RETURN_IF_ERROR(Fail(SubmitBlock()));
+    OVBD_RETURN_IF_ERROR(Filled(n));
+  }
+  return Status::OK();
+}
+
+Status ZFileBuilder::AppendFile(const ReadableFile& in, const ProgressFn& progress) {
+  const uint64_t total = in.Size();
+  for (uint64_t done = 0; done < total;) {
+    OVBD_ASSIGN_OR_RETURN(std::span<uint8_t> buf, FreeInput());
+    buf = buf.first(static_cast<size_t>(std::min<uint64_t>(buf.size(), total - done)));
+    OVBD_RETURN_IF_ERROR(in.ReadAt(done, buf).WithContext("compressing " + in.Name()));
+    OVBD_RETURN_IF_ERROR(Filled(buf.size()));
+    done += buf.size();
+    if (progress) progress(done, total);
   }
   return Status::OK();
 }
 
 Status ZFileBuilder::WriteTail() {
-  if (fill_ > 0) OVBD_RETURN_IF_ERROR(SubmitBlock());
+  if (fill_ > 0) OVBD_RETURN_IF_ERROR(SubmitBatch());
   while (pipeline_.Pending() > 0) OVBD_RETURN_IF_ERROR(DrainOne());
-  OVBD_RETURN_IF_ERROR(Flush());
   index_crc_ = Crc32c(jump_table_);
   OVBD_RETURN_IF_ERROR(out_->Append(jump_table_));
   OVBD_RETURN_IF_ERROR(out_->Append(EncodeHeaderTrailer(MakeRecord(kTrailerFlags, true))));
@@ -189,19 +219,11 @@ Result<std::unique_ptr<Builder>> NewBuilder(WritableFile* out, const Options& op
 }
 
 Result<Info> Compress(const ReadableFile& in, WritableFile* out, const Options& options, const ProgressFn& progress) {
-  OVBD_ASSIGN_OR_RETURN(std::unique_ptr<Builder> builder, NewBuilder(out, options));
-  constexpr uint64_t kChunk = 1 << 20;
-  const uint64_t total = in.Size();
-  std::vector<uint8_t> buf(std::min(total, kChunk));
-  for (uint64_t done = 0; done < total;) {
-    const size_t n = static_cast<size_t>(std::min(total - done, kChunk));
-    std::span<uint8_t> chunk(buf.data(), n);
-    OVBD_RETURN_IF_ERROR(in.ReadAt(done, chunk).WithContext("compressing " + in.Name()));
-    OVBD_RETURN_IF_ERROR(builder->Append(chunk));
-    done += n;
-    if (progress) progress(done, total);
-  }
-  return builder->Finish();
+  OVBD_RETURN_IF_ERROR(CheckOptions(out, options));
+  ZFileBuilder builder(out, options);
+  OVBD_RETURN_IF_ERROR(builder.Start());
+  OVBD_RETURN_IF_ERROR(builder.AppendFile(in, progress));
+  return builder.Finish();
 }
 
 }  // namespace ovbd::zfile

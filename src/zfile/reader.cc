@@ -1,8 +1,13 @@
 // The ZFile read path. A read is cut into runs of consecutive blocks whose compressed entries
 // total at most kMaxRunBytes; each run is fetched with one ReadAt of the compressed file into a
-// per-thread buffer. Each block's CRC is checked, then it is decompressed straight into the
-// caller's buffer when the read covers the whole block, or into a per-thread block buffer from
-// which the wanted part is copied (the head and tail of an unaligned read).
+// per-thread buffer. The CRCs of all blocks of the run are checked first, then the blocks are
+// decompressed, while the run is still in L1/L2: straight into the caller's buffer when the read
+// covers the whole block, or into a per-thread block buffer from which the wanted part is copied
+// (the head and tail of an unaligned read).
+//
+// Why a loop of CRCs, then a loop of decompressions: alternating the (AVX-512) CRC code and the
+// (scalar) LZ4 decoder block by block made sequential 4 KiB-block reads ~10% slower than
+// running each in its own tight loop over the same cache-hot bytes.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -19,9 +24,11 @@
 namespace ovbd::zfile {
 namespace {
 
-// Compressed bytes fetched per ReadAt of the compressed file: few I/Os for sequential reads,
-// while the run and the output it decodes to stay in L2.
-constexpr uint64_t kMaxRunBytes = 1 << 20;
+// Compressed bytes fetched per ReadAt of the compressed file: enough to make the per-call cost
+// of ReadAt (a syscall for a posix file) negligible, small enough that the run stays in L2
+// between the copy, the CRC pass and the decompression pass. (16 KiB..1 MiB measured the same
+// for in-memory files; 128 KiB is ~60 blocks of 4 KiB at ratio 2.)
+constexpr uint64_t kMaxRunBytes = 128 << 10;
 
 std::string Num(uint64_t v) { return std::to_string(v); }
 
@@ -54,12 +61,17 @@ class ZFileReader final : public Reader {
     const uint64_t start = block * info_.block_size;
     return std::min<uint64_t>(info_.block_size, info_.original_size - start);
   }
-  // Checks the CRC of `entry` (block `block`) and decompresses it into exactly `out`.
+  // Checks the CRCs of blocks [first, end), whose entries lie back to back at `run` (no-op
+  // without CRCs). Corruption names the first bad block.
+  Status CheckRunCrcs(uint64_t first, uint64_t end, const uint8_t* run) const;
+  // Decompresses the entry of `block` (CRC already checked) into exactly `out`.
   Status DecodeBlock(uint64_t block, const uint8_t* entry, std::span<uint8_t> out) const;
   Status BlockError(uint64_t block, const Status& cause) const;
   // Decodes the part of `block` that overlaps the read [offset, offset + buf.size()).
   Status DecodeIntoRead(uint64_t block, const uint8_t* entry, uint64_t offset, std::span<uint8_t> buf,
                         Scratch* scratch) const;
+  // Fetches blocks [first, end) and decodes them into the read [offset, offset + buf.size()).
+  Status ReadRun(uint64_t first, uint64_t end, uint64_t offset, std::span<uint8_t> buf, Scratch* scratch) const;
 
   std::shared_ptr<const ReadableFile> file_;
   JumpTable table_;
@@ -89,17 +101,24 @@ Status ZFileReader::BlockError(uint64_t block, const Status& cause) const {
                            " (" + Num(table_.EntrySize(block)) + " bytes)");
 }
 
-Status ZFileReader::DecodeBlock(uint64_t block, const uint8_t* entry, std::span<uint8_t> out) const {
-  size_t n = table_.EntrySize(block);
-  if (info_.crc) {
-    n -= kBlockCrcSize;  // entries are > 4 bytes when the CRC is on (checked at open)
+Status ZFileReader::CheckRunCrcs(uint64_t first, uint64_t end, const uint8_t* run) const {
+  if (!info_.crc) return Status::OK();
+  const uint8_t* entry = run;
+  for (uint64_t b = first; b < end; b++) {
+    const size_t n = table_.EntrySize(b) - kBlockCrcSize;  // entries are > 4 bytes (checked at open)
     const uint32_t stored = DecodeLE32(entry + n);
     const uint32_t computed = Crc32cExtend(kBlockCrcSeed, entry, n);
     if (stored != computed) {
-      return BlockError(block, Status::Corruption("CRC mismatch (stored " + Hex32(stored) + ", computed " +
-                                                  Hex32(computed) + ")"));
+      return BlockError(b, Status::Corruption("CRC mismatch (stored " + Hex32(stored) + ", computed " +
+                                              Hex32(computed) + ")"));
     }
+    entry += n + kBlockCrcSize;
   }
+  return Status::OK();
+}
+
+Status ZFileReader::DecodeBlock(uint64_t block, const uint8_t* entry, std::span<uint8_t> out) const {
+  const size_t n = table_.EntrySize(block) - (info_.crc ? kBlockCrcSize : 0);
   Status s = DecompressBlock(info_.algorithm, std::span<const uint8_t>(entry, n), out);
   if (!s.ok()) return BlockError(block, s);
   return Status::OK();
@@ -130,12 +149,19 @@ Status ZFileReader::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   Scratch scratch;
   for (uint64_t first = offset / bs; first < end_block;) {
     const uint64_t end = RunEnd(first, end_block);
-    OVBD_ASSIGN_OR_RETURN(const uint8_t* run, FetchRun(first, end, &scratch));
-    const uint64_t run_start = table_.Offset(first);
-    for (uint64_t b = first; b < end; b++) {
-      OVBD_RETURN_IF_ERROR(DecodeIntoRead(b, run + (table_.Offset(b) - run_start), offset, buf, &scratch));
-    }
+    OVBD_RETURN_IF_ERROR(ReadRun(first, end, offset, buf, &scratch));
     first = end;
+  }
+  return Status::OK();
+}
+
+Status ZFileReader::ReadRun(uint64_t first, uint64_t end, uint64_t offset, std::span<uint8_t> buf,
+                            Scratch* scratch) const {
+  OVBD_ASSIGN_OR_RETURN(const uint8_t* entry, FetchRun(first, end, scratch));
+  OVBD_RETURN_IF_ERROR(CheckRunCrcs(first, end, entry));
+  for (uint64_t b = first; b < end; b++) {
+    OVBD_RETURN_IF_ERROR(DecodeIntoRead(b, entry, offset, buf, scratch));
+    entry += table_.EntrySize(b);
   }
   return Status::OK();
 }
@@ -153,12 +179,12 @@ Status ZFileReader::VerifyAll(const ProgressFn& progress) const {
   Scratch scratch;
   for (uint64_t first = 0; first < total;) {
     const uint64_t end = RunEnd(first, total);
-    OVBD_ASSIGN_OR_RETURN(const uint8_t* run, FetchRun(first, end, &scratch));
-    const uint64_t run_start = table_.Offset(first);
+    OVBD_ASSIGN_OR_RETURN(const uint8_t* entry, FetchRun(first, end, &scratch));
+    OVBD_RETURN_IF_ERROR(CheckRunCrcs(first, end, entry));
+    uint8_t* tmp = scratch.Block(info_.block_size);
     for (uint64_t b = first; b < end; b++) {
-      uint8_t* tmp = scratch.Block(info_.block_size);
-      OVBD_RETURN_IF_ERROR(
-          DecodeBlock(b, run + (table_.Offset(b) - run_start), std::span<uint8_t>(tmp, BlockLength(b))));
+      OVBD_RETURN_IF_ERROR(DecodeBlock(b, entry, std::span<uint8_t>(tmp, BlockLength(b))));
+      entry += table_.EntrySize(b);
     }
     first = end;
     if (progress) progress(first, total);
