@@ -57,7 +57,8 @@ Status WriteResult(const ImageConfig& config, const Status& outcome);
 Result<std::unique_ptr<lsmt::RwLayer>> OpenUpper(const UpperPaths& paths);
 
 // Opens lowers (bottom first) and an optional upper into an Image. Every lower must be an LSMT
-// layer after unwrapping.
+// layer after unwrapping, or a ZFile whose content is not LSMT (a compressed raw disk image,
+// stacked as a raw lower: lsmt::LowerLayer).
 Result<std::unique_ptr<lsmt::Image>> OpenImage(const std::vector<std::string>& lowers,
                                                const std::optional<UpperPaths>& upper);
 

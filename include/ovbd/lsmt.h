@@ -193,6 +193,9 @@ class Image : public ReadableFile {
   virtual size_t layer_count() const = 0;
   // The merged mappings of the whole stack (tags: 0 = top), for commit, merge and extents.
   virtual std::vector<Segment> Segments() const = 0;
+  // The merged mappings that overlap sectors [offset, offset+length), clipped to that range,
+  // sorted, with the same tags (block status, extents). Gaps are unmapped (read as zeros).
+  virtual std::vector<Segment> SegmentsIn(uint64_t offset, uint64_t length) const = 0;
   // Reads `buf.size()` bytes of layer `tag`'s raw blob at byte `offset` (for commit).
   virtual Status ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const = 0;
   // Header fields of the bottom and top layer (commit takes uuids/size from them).
@@ -205,6 +208,16 @@ class Image : public ReadableFile {
 // Each lower is validated by ReadLayerInfo; errors say "lower layer <i>: <file>: ...".
 Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
                                          std::unique_ptr<RwLayer> upper = nullptr);
+
+// A lower layer for OpenStack: an LSMT blob, or (raw = true) plain content such as a decompressed
+// disk image, served as if one data mapping covered it (virtual size = its size rounded up to 512)
+// so it can sit under other layers or a writable upper (dm-zfile's "ZFile as a device").
+struct LowerLayer {
+  std::shared_ptr<const ReadableFile> file;
+  bool raw = false;
+};
+// OpenImage with raw lowers allowed; same limits and errors.
+Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::unique_ptr<RwLayer> upper = nullptr);
 
 // ---- Commit / merge / import ----------------------------------------------------------------
 

@@ -5,14 +5,15 @@
 namespace ovbd::image {
 namespace {
 
-Result<std::shared_ptr<const ReadableFile>> OpenLsmtLower(const std::string& path) {
+// An LSMT layer, or the content of a ZFile that is not LSMT (a compressed raw disk image, served
+// as a raw lower). Plain files must be LSMT: a stray file is more likely a mistake than a disk.
+Result<lsmt::LowerLayer> OpenLower(const std::string& path) {
   OVBD_ASSIGN_OR_RETURN(Unwrapped u, OpenLayerPath(path));
-  if (!u.is_lsmt) {
-    return Status::InvalidArgument(path + ": not an LSMT layer (after removing " +
-                                   (u.tar ? std::string("tar ") : std::string()) +
-                                   (u.zfile ? "ZFile " : "") + "wrapping, no LSMT header)");
-  }
-  return u.content;
+  if (u.is_lsmt) return lsmt::LowerLayer{u.content, false};
+  if (u.zfile) return lsmt::LowerLayer{u.content, true};
+  return Status::InvalidArgument(path + ": not an LSMT layer (after removing " +
+                                 (u.tar ? std::string("tar ") : std::string()) +
+                                 "wrapping, no LSMT header; only a ZFile may hold a raw disk image)");
 }
 
 Result<std::unique_ptr<RandomRWFile>> OpenRw(const std::string& path) {
@@ -37,16 +38,16 @@ Result<std::unique_ptr<lsmt::Image>> OpenImage(const std::vector<std::string>& l
     return Status::InvalidArgument(std::to_string(lowers.size()) + " layers exceed the limit of " +
                                    std::to_string(lsmt::kMaxStackLayers));
   }
-  std::vector<std::shared_ptr<const ReadableFile>> files;
+  std::vector<lsmt::LowerLayer> files;
   for (const auto& path : lowers) {
-    OVBD_ASSIGN_OR_RETURN(auto file, OpenLsmtLower(path));
-    files.push_back(std::move(file));
+    OVBD_ASSIGN_OR_RETURN(auto layer, OpenLower(path));
+    files.push_back(std::move(layer));
   }
   std::unique_ptr<lsmt::RwLayer> rw;
   if (upper) {
     OVBD_ASSIGN_OR_RETURN(rw, OpenUpper(*upper));
   }
-  return lsmt::OpenImage(std::move(files), std::move(rw));
+  return lsmt::OpenStack(std::move(files), std::move(rw));
 }
 
 }  // namespace ovbd::image

@@ -5,6 +5,7 @@
 //
 // Without an upper the lowers take tags 0..n-1. Reads resolve the requested sectors into
 // segments with these global tags and hand them to FillFromSegments (any byte alignment).
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ class StackImage final : public Image {
   Status Flush() override { return upper_ ? upper_->Sync() : Status::OK(); }
   size_t layer_count() const override { return lowers_.size() + (upper_ ? 1 : 0); }
   std::vector<Segment> Segments() const override { return Resolve(0, kMaxOffset); }
+  std::vector<Segment> SegmentsIn(uint64_t offset, uint64_t length) const override {
+    return Resolve(offset, length);
+  }
   Status ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const override;
   const HeaderTrailer& top_meta() const override { return upper_ ? upper_->meta() : headers_.back(); }
   const HeaderTrailer& bottom_meta() const override {
@@ -155,18 +159,39 @@ Status CheckStackShape(const std::vector<std::shared_ptr<const ReadableFile>>& l
   return Status::OK();
 }
 
+// The LayerInfo of raw content: data mappings of at most kMaxSegmentLength sectors, moffset =
+// offset (the content is its own data area).
+LayerInfo RawLayerInfo(const ReadableFile& file) {
+  LayerInfo info;
+  const uint64_t sectors = RoundUp(file.Size(), kSectorSize) / kSectorSize;
+  info.header.virtual_size = info.trailer.virtual_size = sectors * kSectorSize;
+  info.file_size = file.Size();
+  for (uint64_t at = 0; at < sectors; at += kMaxSegmentLength) {
+    const auto length = static_cast<uint32_t>(std::min<uint64_t>(kMaxSegmentLength, sectors - at));
+    info.segments.push_back(Segment{at, length, at, false, 0});
+  }
+  return info;
+}
+
+Result<LayerInfo> LowerInfo(const LowerLayer& lower, size_t i) {
+  if (lower.raw) return RawLayerInfo(*lower.file);
+  auto info = ReadLayerInfo(*lower.file);
+  if (!info.ok()) return info.status().WithContext("lower layer " + std::to_string(i));
+  return info;
+}
+
 }  // namespace
 
-Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
-                                         std::unique_ptr<RwLayer> upper) {
-  OVBD_RETURN_IF_ERROR(CheckStackShape(lowers, upper != nullptr));
+Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::unique_ptr<RwLayer> upper) {
+  std::vector<std::shared_ptr<const ReadableFile>> files;
+  for (const LowerLayer& l : lowers) files.push_back(l.file);
+  OVBD_RETURN_IF_ERROR(CheckStackShape(files, upper != nullptr));
   std::vector<LayerInfo> infos;
   std::vector<HeaderTrailer> headers;
   for (size_t i = 0; i < lowers.size(); i++) {
-    auto info = ReadLayerInfo(*lowers[i]);
-    if (!info.ok()) return info.status().WithContext("lower layer " + std::to_string(i));
-    headers.push_back(info->header);
-    infos.push_back(std::move(info).value());
+    OVBD_ASSIGN_OR_RETURN(LayerInfo info, LowerInfo(lowers[i], i));
+    headers.push_back(info.header);
+    infos.push_back(std::move(info));
   }
   const uint64_t size = StackVirtualSize(infos, upper.get());
   std::unique_ptr<SegmentIndex> ro;
@@ -176,7 +201,14 @@ Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const Reada
     ro = std::move(merged).value();
   }
   return std::unique_ptr<Image>(
-      new StackImage(std::move(lowers), std::move(headers), std::move(ro), std::move(upper), size));
+      new StackImage(std::move(files), std::move(headers), std::move(ro), std::move(upper), size));
+}
+
+Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
+                                         std::unique_ptr<RwLayer> upper) {
+  std::vector<LowerLayer> layers;
+  for (auto& f : lowers) layers.push_back(LowerLayer{std::move(f), false});
+  return OpenStack(std::move(layers), std::move(upper));
 }
 
 }  // namespace ovbd::lsmt
