@@ -39,5 +39,9 @@ void AddImportCommand(CLI::App& parent, Commands* commands);
 void AddCatCommand(CLI::App& parent, Commands* commands);
 void AddInfoCommand(CLI::App& parent, Commands* commands);
 void AddCheckCommand(CLI::App& parent, Commands* commands);
+void AddServeCommand(CLI::App& parent, Commands* commands);
+void AddCtlCommand(CLI::App& parent, Commands* commands);
+void AddAttachCommand(CLI::App& parent, Commands* commands);
+void AddDetachCommand(CLI::App& parent, Commands* commands);
 
 }  // namespace ovbd::cli

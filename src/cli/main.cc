@@ -61,6 +61,10 @@ void Register(CLI::App& app, Commands* commands) {
   AddCatCommand(app, commands);
   AddInfoCommand(app, commands);
   AddCheckCommand(app, commands);
+  AddServeCommand(app, commands);
+  AddCtlCommand(app, commands);
+  AddAttachCommand(app, commands);
+  AddDetachCommand(app, commands);
 }
 
 // CLI11 prints the footer without a final newline.

@@ -1,0 +1,208 @@
+// ovbd serve: an image as an NBD export on a Unix socket (or TCP when asked), with a control
+// socket for status and flush.
+//
+//   main thread: open image ─> Server::Listen ─> ControlServer ─> print "ready" ─> Server::Run
+//   signal thread: sigwait(SIGINT/SIGTERM/SIGHUP) ─> Server::Shutdown (in-flight requests finish)
+//   after Run: flush the upper layer, report; exit 0 (1 if the final flush failed)
+#include <csignal>
+#include <chrono>
+#include <iostream>
+#include <pthread.h>
+#include <thread>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/command.h"
+#include "cli/image_args.h"
+#include "cli/options.h"
+#include "export/control/control_server.h"
+#include "export/nbd/server.h"
+
+namespace ovbd::cli {
+namespace {
+
+struct ServeArgs {
+  ImageArgs image;
+  std::string socket;
+  std::string listen;  // HOST:PORT
+  std::string control;
+  std::string export_name;
+  std::string description;
+  unsigned threads = 0;
+  bool json = false;
+  bool quiet = false;
+};
+
+std::string DefaultSocket() { return "/run/ovbd/serve-" + std::to_string(getpid()) + ".sock"; }
+
+Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size()) {
+    return Status::InvalidArgument("--listen " + text + ": expected HOST:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  char* end = nullptr;
+  const unsigned long port = std::strtoul(text.c_str() + colon + 1, &end, 10);
+  if (*end != '\0' || port > 65535) return Status::InvalidArgument("--listen " + text + ": bad port");
+  return std::make_pair(host, static_cast<uint16_t>(port));
+}
+
+nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& server,
+                                  std::chrono::steady_clock::time_point started) {
+  nlohmann::ordered_json j;
+  j["device"] = {{"name", img.device->Name()},
+                 {"size", img.device->Size()},
+                 {"writable", img.device->Capabilities().writable}};
+  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+  for (const auto& path : img.layer_paths) layers.push_back({{"path", path}});
+  j["layers"] = layers;
+  j["upper"] = img.upper_data.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(img.upper_data);
+  const nbd::ServerStats ss = server.Stats();
+  j["clients"] = ss.clients;
+  j["connections_total"] = ss.connections_total;
+  const DeviceStats ds = img.device->Stats();
+  j["io"] = {{"bytes_read", ds.bytes_read}, {"bytes_written", ds.bytes_written}, {"reads", ds.reads},
+             {"writes", ds.writes},         {"trims", ds.trims},                 {"flushes", ds.flushes},
+             {"errors", ds.errors}};
+  j["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return j;
+}
+
+nlohmann::json HandleControl(const nlohmann::json& request, const ServedImage& img, const nbd::Server& server,
+                             std::chrono::steady_clock::time_point started) {
+  const std::string command = request["command"];
+  if (command == "status") return nlohmann::json(StatusJson(img, server, started));
+  if (command == "flush") {
+    if (!img.device->Capabilities().writable) return {{"ok", true}, {"flushed", false}};
+    Status s = img.device->Flush();
+    if (!s.ok()) return {{"ok", false}, {"error", s.message()}};
+    return {{"ok", true}, {"flushed", true}};
+  }
+  return {{"ok", false}, {"error", "unknown command '" + command + "' (known: status, flush)"}};
+}
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// Waits for a stop signal (blocked in every thread since the start of RunServe) in a helper
+// thread that shuts the server down.
+std::thread StartSignalThread(nbd::Server* server) {
+  const sigset_t set = StopSignals();
+  return std::thread([server, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig != 0) server->Shutdown();
+  });
+}
+
+void PrintReady(const ServeArgs& a, const std::string& uri, const std::string& control, const ServedImage& img) {
+  if (a.json) {
+    nlohmann::ordered_json j = {{"uri", uri}, {"control", control}, {"size", img.device->Size()},
+                                {"writable", img.device->Capabilities().writable}, {"pid", getpid()}};
+    std::cout << j.dump() << std::endl;
+  } else if (!a.quiet) {
+    std::cout << "serving " << uri << " (" << img.device->Size() << " bytes, "
+              << (img.device->Capabilities().writable ? "read-write" : "read-only") << "), control " << control
+              << std::endl;
+  }
+}
+
+Status Listen(const ServeArgs& a, nbd::Server* server, std::string* uri) {
+  if (!a.listen.empty()) {
+    OVBD_ASSIGN_OR_RETURN(auto hp, ParseHostPort(a.listen));
+    OVBD_RETURN_IF_ERROR(server->ListenTcp(hp.first, hp.second));
+    const bool v6 = hp.first.find(':') != std::string::npos;
+    *uri = "nbd://" + (v6 ? "[" + hp.first + "]" : hp.first) + ":" + std::to_string(server->tcp_port()) + "/" +
+           a.export_name;
+  }
+  if (!a.socket.empty() || a.listen.empty()) {
+    const std::string path = a.socket.empty() ? DefaultSocket() : a.socket;
+    if (a.socket.empty()) ::mkdir("/run/ovbd", 0700);
+    OVBD_RETURN_IF_ERROR(server->ListenUnix(path));
+    *uri = "nbd+unix:///" + a.export_name + "?socket=" + path;
+  }
+  return Status::OK();
+}
+
+std::string ControlPath(const ServeArgs& a) {
+  if (!a.control.empty()) return a.control;
+  if (!a.socket.empty()) return a.socket + ".ctl";
+  if (!a.listen.empty()) return "/run/ovbd/serve-" + std::to_string(getpid()) + ".ctl";
+  return DefaultSocket() + ".ctl";
+}
+
+Status RunServe(const ServeArgs& a) {
+  // Before any thread exists (image readers, server, control socket), so every thread inherits
+  // the mask and a stop signal can only be taken by sigwait.
+  const sigset_t stop = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  OVBD_ASSIGN_OR_RETURN(ServedImage img, OpenImageArgs(a.image));
+  nbd::ServerOptions options;
+  options.export_name = a.export_name;
+  options.description = a.description;
+  options.workers = a.threads;
+  OVBD_ASSIGN_OR_RETURN(auto server, nbd::Server::Create(img.device, options));
+  std::string uri;
+  OVBD_RETURN_IF_ERROR(Listen(a, server.get(), &uri));
+  const auto started = std::chrono::steady_clock::now();
+  const std::string control_path = ControlPath(a);
+  if (!a.listen.empty() && a.control.empty()) ::mkdir("/run/ovbd", 0700);
+  OVBD_ASSIGN_OR_RETURN(auto control, control::ControlServer::Start(control_path, [&](const nlohmann::json& r) {
+                          return HandleControl(r, img, *server, started);
+                        }));
+  std::thread signals = StartSignalThread(server.get());
+  PrintReady(a, uri, control_path, img);
+  Status run = server->Run();
+  pthread_kill(signals.native_handle(), SIGTERM);  // wake sigwait if the server stopped on its own
+  signals.join();
+  control.reset();
+  Status flushed = img.device->Capabilities().writable ? img.device->Flush() : Status::OK();
+  OVBD_RETURN_IF_ERROR(run);
+  return flushed.WithContext("final flush of the writable layer");
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& parent, Commands* commands) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* cmd = parent.add_subcommand(
+      "serve",
+      "Serve an image as a Network Block Device (NBD) export until SIGINT/SIGTERM: read-only layers "
+      "bottom first plus an optional writable upper layer, or an overlaybd config.v1.json. Any NBD "
+      "client works: qemu-img/qemu-io, nbdinfo/nbdcopy/nbdsh (libnbd), fio's nbd engine, the kernel's "
+      "nbd-client. Stopping finishes in-flight requests and flushes the writable layer.");
+  AddImageArgs(cmd, &args->image);
+  auto* sock = cmd->add_option("--socket", args->socket,
+                               "Unix socket to listen on (default: /run/ovbd/serve-PID.sock)");
+  cmd->add_option("--listen", args->listen, "Listen on TCP HOST:PORT instead (port 0 = any); no TLS, no auth")
+      ->excludes(sock);
+  cmd->add_option("--control", args->control,
+                  "Control socket (JSON lines: status, flush; default: SOCKET.ctl); see 'ovbd ctl'");
+  cmd->add_option("--export-name", args->export_name, "Export name (the default export \"\" always works)");
+  cmd->add_option("--description", args->description, "Export description shown to clients");
+  cmd->add_option("--threads", args->threads, "Request-serving threads (default: one per core, at least 2)")
+      ->check(CLI::Range(0u, 256u));
+  cmd->add_flag("--json", args->json, "Print the ready line as JSON {uri, control, size, writable, pid}");
+  AddQuiet(cmd, &args->quiet);
+  cmd->footer(
+      "\nOnce listening, prints 'serving URI ...' on standard output (a script can wait for that line).\n"
+      "\nExamples:\n"
+      "  ovbd serve --socket /tmp/img.sock base.zfile app.zfile.tar\n"
+      "  nbdinfo 'nbd+unix:///?socket=/tmp/img.sock'\n"
+      "  ovbd serve --socket /tmp/rw.sock base.zfile --upper up.data up.index\n"
+      "  qemu-io -f raw 'nbd+unix:///?socket=/tmp/rw.sock' -c 'write -P 0xab 0 1M'\n"
+      "  ovbd serve --config /var/lib/overlaybd/dev1/config.v1.json --listen 127.0.0.1:10809\n"
+      "  ovbd ctl /tmp/img.sock.ctl status");
+  commands->push_back({cmd, "serve", [args] { return RunServe(*args); }});
+}
+
+}  // namespace ovbd::cli

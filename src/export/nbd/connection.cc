@@ -1,0 +1,141 @@
+// One NBD connection: reader loop, in-flight accounting, writer thread.
+#include "export/nbd/connection.h"
+
+#include <array>
+#include <new>
+
+namespace ovbd::nbd {
+
+Connection::Connection(ByteStream& stream, BlockDevice& device, const ExportInfo& info, Executor& executor,
+                       const std::atomic<bool>* stopping, ConnectionLimits limits)
+    : stream_(stream), device_(device), info_(info), executor_(executor), stopping_(stopping), limits_(limits) {}
+
+Connection::~Connection() {
+  if (writer_.joinable()) Drain();
+}
+
+Status Connection::Serve() {
+  auto negotiated = Negotiate(stream_, info_);
+  if (!negotiated.ok()) return negotiated.status();
+  session_ = MakeSession(info_, *negotiated);
+  writer_ = std::thread([this] { WriterLoop(); });
+  Status status = ReadLoop();
+  Drain();
+  return status;
+}
+
+Status Connection::ReadLoop() {
+  for (;;) {
+    if (Stopping()) return Status::OK();
+    {
+      std::lock_guard lock(mu_);
+      if (broken_) return Status::IOError("nbd: writing a reply failed");
+    }
+    bool disconnect = false;
+    OVBD_RETURN_IF_ERROR(ReadOne(&disconnect));
+    if (disconnect) return Status::OK();
+  }
+}
+
+Status Connection::ReadOne(bool* disconnect) {
+  std::array<uint8_t, kRequestSize> bytes;
+  OVBD_RETURN_IF_ERROR(stream_.ReadFull(bytes));
+  OVBD_ASSIGN_OR_RETURN(const RequestHeader request, DecodeRequest(bytes));
+  if (request.type == kCmdDisc) {
+    *disconnect = true;
+    return Status::OK();
+  }
+  Verdict verdict = CheckRequest(request, session_);
+  const uint64_t footprint = RequestFootprint(request, verdict);
+  WaitForRoom(footprint);  // before the payload is allocated
+  std::vector<uint8_t> payload;
+  const Status status = ReadPayload(request, &verdict, &payload);
+  if (!status.ok()) {
+    Release(footprint);
+    return status;
+  }
+  Submit(request, verdict, std::move(payload), footprint);
+  return Status::OK();
+}
+
+// A write's payload is always consumed: kept when the request will be served, else dropped in
+// bounded chunks so the stream stays in sync.
+Status Connection::ReadPayload(const RequestHeader& request, Verdict* verdict, std::vector<uint8_t>* payload) {
+  const uint32_t length = PayloadLength(request);
+  if (length == 0) return Status::OK();
+  if (verdict->error == 0) {
+    try {
+      payload->resize(length);
+    } catch (const std::bad_alloc&) {
+      *verdict = Verdict{kENOMEM, "out of memory for the write payload"};
+    }
+  }
+  if (verdict->error != 0) return DiscardPayload(stream_, length);
+  return stream_.ReadFull(*payload);
+}
+
+void Connection::Submit(const RequestHeader& request, const Verdict& verdict, std::vector<uint8_t> payload,
+                        uint64_t footprint) {
+  executor_.Submit([this, request, verdict, payload = std::move(payload), footprint] {
+    Enqueue(Execute(device_, session_, request, verdict, payload), footprint);
+  });
+}
+
+void Connection::WaitForRoom(uint64_t footprint) {
+  std::unique_lock lock(mu_);
+  room_cv_.wait(lock, [&] {
+    if (inflight_requests_ == 0) return true;
+    return inflight_requests_ < limits_.max_requests && inflight_bytes_ + footprint <= limits_.max_bytes;
+  });
+  inflight_requests_++;
+  inflight_bytes_ += footprint;
+}
+
+void Connection::Release(uint64_t footprint) {
+  {
+    std::lock_guard lock(mu_);
+    inflight_requests_--;
+    inflight_bytes_ -= footprint;
+  }
+  room_cv_.notify_all();
+}
+
+void Connection::Enqueue(std::vector<uint8_t> reply, uint64_t footprint) {
+  {
+    std::lock_guard lock(mu_);
+    replies_.push_back(Pending{std::move(reply), footprint});
+  }
+  queue_cv_.notify_one();
+}
+
+void Connection::WriterLoop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    queue_cv_.wait(lock, [this] { return writer_stop_ || !replies_.empty(); });
+    if (replies_.empty()) return;
+    Pending reply = std::move(replies_.front());
+    replies_.pop_front();
+    const bool skip = broken_;
+    lock.unlock();
+    const bool failed = !skip && !stream_.WriteAll(reply.bytes).ok();
+    if (failed) stream_.Shutdown();  // wakes the reader: the client is gone
+    reply.bytes = {};
+    lock.lock();
+    broken_ = broken_ || failed;
+    inflight_requests_--;
+    inflight_bytes_ -= reply.footprint;
+    room_cv_.notify_all();
+  }
+}
+
+void Connection::Drain() {
+  {
+    std::unique_lock lock(mu_);
+    room_cv_.wait(lock, [this] { return inflight_requests_ == 0; });
+    writer_stop_ = true;
+  }
+  queue_cv_.notify_all();
+  writer_.join();
+}
+
+}  // namespace ovbd::nbd

@@ -1,0 +1,319 @@
+// NBD server: listeners, the accept loop, connection threads, the worker pool, shutdown.
+#include "export/nbd/server.h"
+
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "export/nbd/connection.h"
+#include "export/nbd/handshake.h"
+#include "export/nbd/protocol.h"
+#include "export/nbd/socket_stream.h"
+#include "export/nbd/worker_pool.h"
+
+namespace ovbd::nbd {
+namespace {
+
+// Payloads above this are not accepted even if the device allows them: one request's buffer.
+constexpr uint32_t kMaxPayloadCeiling = 64u << 20;
+
+struct Listener {
+  int fd = -1;
+  std::string unix_path;  // removed when the server stops
+};
+
+// A connection thread and whether it has finished (then the acceptor joins it).
+struct ConnectionSlot {
+  std::thread thread;
+  bool done = false;
+};
+
+Result<ExportInfo> MakeExportInfo(const BlockDevice& device, const ServerOptions& options) {
+  const BlockDeviceCaps caps = device.Capabilities();
+  ExportInfo info;
+  info.name = options.export_name;
+  info.description = options.description;
+  info.size = device.Size();
+  info.flags = TransmissionFlags(caps, options.read_only);
+  info.min_block = caps.min_block;
+  info.preferred_block = caps.preferred_block;
+  info.max_payload = std::min(caps.max_request, kMaxPayloadCeiling);
+  OVBD_RETURN_IF_ERROR(CheckBlockSizes(info.min_block, info.preferred_block, info.max_payload)
+                           .WithContext(device.Name()));
+  if (info.name.size() > kMaxNameLength || info.description.size() > kMaxNameLength) {
+    return Status::InvalidArgument("nbd: export name or description longer than 4096 bytes");
+  }
+  return info;
+}
+
+// A socket file nobody listens on (a server that died) may be replaced; a live one may not.
+Status RemoveStaleSocket(const std::string& path, const sockaddr_un& addr) {
+  struct stat st{};
+  if (lstat(path.c_str(), &st) != 0) return Status::OK();
+  if (!S_ISSOCK(st.st_mode)) return Status::AlreadyExists("nbd: " + path + " exists and is not a socket");
+  const int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return Status::FromErrno(errno, "nbd: socket");
+  const bool live = connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(probe);
+  if (live) return Status::AlreadyExists("nbd: a server is already listening on " + path);
+  if (unlink(path.c_str()) != 0) return Status::FromErrno(errno, "nbd: remove stale socket " + path);
+  return Status::OK();
+}
+
+Status ListenOn(int fd, const sockaddr* addr, socklen_t len, const std::string& what) {
+  if (bind(fd, addr, len) != 0) return Status::FromErrno(errno, "nbd: bind " + what);
+  return Status::OK();
+}
+
+}  // namespace
+
+struct Server::Impl {
+  std::shared_ptr<BlockDevice> device;
+  ServerOptions options;
+  ExportInfo info;
+  int wake_fd = -1;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> ran{false};
+  std::vector<Listener> listeners;
+  std::atomic<uint16_t> tcp_port{0};
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint32_t> clients{0};
+
+  std::mutex mu;
+  std::condition_variable cv;  // a connection finished
+  std::list<ConnectionSlot> connections;
+
+  ~Impl();
+  Status AddListener(int fd, std::string unix_path);
+  void AcceptLoop(WorkerPool& pool);
+  void AcceptFrom(int listen_fd, WorkerPool& pool);
+  void Backoff();
+  void StartConnection(int fd, WorkerPool& pool);
+  void ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slot);
+  void ReapFinished();
+  void JoinAll();
+  void CloseListeners();
+};
+
+Server::Impl::~Impl() {
+  CloseListeners();
+  if (wake_fd >= 0) close(wake_fd);
+}
+
+Status Server::Impl::AddListener(int fd, std::string unix_path) {
+  if (listen(fd, SOMAXCONN) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::FromErrno(err, "nbd: listen");
+  }
+  listeners.push_back(Listener{fd, std::move(unix_path)});
+  return Status::OK();
+}
+
+void Server::Impl::CloseListeners() {
+  for (auto& l : listeners) {
+    close(l.fd);
+    if (!l.unix_path.empty()) unlink(l.unix_path.c_str());
+  }
+  listeners.clear();
+}
+
+void Server::Impl::AcceptLoop(WorkerPool& pool) {
+  std::vector<pollfd> fds;
+  for (const auto& l : listeners) fds.push_back({l.fd, POLLIN, 0});
+  fds.push_back({wake_fd, POLLIN, 0});
+  while (!stopping.load(std::memory_order_acquire)) {
+    if (poll(fds.data(), fds.size(), -1) < 0) {
+      if (errno != EINTR) Backoff();  // keep serving: connections end only through Shutdown()
+      continue;
+    }
+    if (fds.back().revents & POLLIN) break;
+    for (size_t i = 0; i + 1 < fds.size(); i++) {
+      if (fds[i].revents & POLLIN) AcceptFrom(fds[i].fd, pool);
+    }
+    ReapFinished();
+  }
+}
+
+// Waits up to 100 ms, or until Shutdown(): used when the accept loop cannot make progress.
+void Server::Impl::Backoff() {
+  pollfd wake{wake_fd, POLLIN, 0};
+  (void)poll(&wake, 1, 100);
+}
+
+void Server::Impl::AcceptFrom(int listen_fd, WorkerPool& pool) {
+  const int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd < 0) {
+    // Out of descriptors or memory: back off briefly (waking for shutdown) instead of spinning.
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) Backoff();
+    return;
+  }
+  if (clients.load() >= options.max_connections) {
+    close(fd);  // over the limit: closed at once, before any byte is sent
+    return;
+  }
+  const int one = 1;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // fails harmlessly on Unix sockets
+  StartConnection(fd, pool);
+}
+
+void Server::Impl::StartConnection(int fd, WorkerPool& pool) {
+  clients.fetch_add(1);
+  std::lock_guard lock(mu);
+  ConnectionSlot& slot = connections.emplace_back();
+  try {
+    slot.thread = std::thread([this, fd, &pool, s = &slot] { ServeConnection(fd, pool, s); });
+  } catch (const std::system_error&) {  // no thread to be had: refuse this client, keep serving
+    connections.pop_back();
+    clients.fetch_sub(1);
+    close(fd);
+    return;
+  }
+  connections_total.fetch_add(1);
+}
+
+void Server::Impl::ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slot) {
+  {
+    SocketStream stream(fd, wake_fd);
+    Connection connection(stream, *device, info, pool, &stopping);
+    (void)connection.Serve();  // every way a connection ends is normal for the server
+  }  // the socket closes here
+  clients.fetch_sub(1);
+  std::lock_guard lock(mu);
+  slot->done = true;
+  cv.notify_all();
+}
+
+void Server::Impl::ReapFinished() {
+  std::lock_guard lock(mu);
+  for (auto it = connections.begin(); it != connections.end();) {
+    if (!it->done) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = connections.erase(it);
+  }
+}
+
+void Server::Impl::JoinAll() {
+  std::unique_lock lock(mu);
+  cv.wait(lock, [this] {
+    return std::all_of(connections.begin(), connections.end(), [](const auto& c) { return c.done; });
+  });
+  lock.unlock();
+  ReapFinished();
+}
+
+// ---- Server -----------------------------------------------------------------------------------
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::Create(std::shared_ptr<BlockDevice> device, ServerOptions options) {
+  if (device == nullptr) return Status::InvalidArgument("nbd: no device");
+  auto impl = std::make_unique<Impl>();
+  OVBD_ASSIGN_OR_RETURN(impl->info, MakeExportInfo(*device, options));
+  impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (impl->wake_fd < 0) return Status::FromErrno(errno, "nbd: eventfd");
+  impl->device = std::move(device);
+  impl->options = std::move(options);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Status Server::ListenUnix(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
+    return Status::InvalidArgument("nbd: unix socket path is empty or too long: " + path);
+  }
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  OVBD_RETURN_IF_ERROR(RemoveStaleSocket(path, addr));
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno(errno, "nbd: socket");
+  Status status = ListenOn(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr), path);
+  // No client can connect before listen(): setting the mode in between leaves no window.
+  if (status.ok() && chmod(path.c_str(), 0600) != 0) status = Status::FromErrno(errno, "nbd: chmod " + path);
+  if (!status.ok()) {
+    close(fd);
+    return status;
+  }
+  return impl_->AddListener(fd, path);
+}
+
+Status Server::ListenTcp(const std::string& host, uint16_t port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
+  if (rc != 0) return Status::InvalidArgument("nbd: resolve " + host + ": " + gai_strerror(rc));
+  Status status = Status::IOError("nbd: no address for " + host);
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    status = ListenOn(fd, a->ai_addr, a->ai_addrlen, host + ":" + service);
+    sockaddr_storage bound{};
+    socklen_t len = sizeof(bound);
+    if (status.ok() && getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len) != 0) {
+      status = Status::FromErrno(errno, "nbd: getsockname");
+    }
+    if (status.ok()) {
+      const auto* sin = reinterpret_cast<const sockaddr_in*>(&bound);  // port sits alike in v4 and v6
+      impl_->tcp_port = ntohs(sin->sin_port);
+      status = impl_->AddListener(fd, "");
+      break;
+    }
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return status;
+}
+
+uint16_t Server::tcp_port() const { return impl_->tcp_port.load(); }
+
+Status Server::Run() {
+  if (impl_->listeners.empty()) return Status::InvalidArgument("nbd: Run() without a listener");
+  if (impl_->ran.exchange(true)) return Status::InvalidArgument("nbd: Run() called twice");
+  {
+    const unsigned hw = std::thread::hardware_concurrency();
+    WorkerPool pool(impl_->options.workers != 0 ? impl_->options.workers : std::max(2u, hw));
+    impl_->AcceptLoop(pool);
+    impl_->CloseListeners();
+    impl_->JoinAll();
+  }  // the pool drains and joins here
+  return Status::OK();
+}
+
+void Server::Shutdown() {
+  impl_->stopping.store(true, std::memory_order_release);
+  const uint64_t one = 1;
+  (void)!write(impl_->wake_fd, &one, sizeof(one));
+}
+
+ServerStats Server::Stats() const {
+  return ServerStats{impl_->connections_total.load(), impl_->clients.load()};
+}
+
+}  // namespace ovbd::nbd

@@ -1,0 +1,81 @@
+// ByteStream over a non-blocking socket with poll() and a shutdown eventfd.
+#include "export/nbd/socket_stream.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace ovbd::nbd {
+
+SocketStream::SocketStream(int fd, int wake_fd) : fd_(fd), wake_fd_(wake_fd) {
+  const int flags = fcntl(fd_, F_GETFL);
+  if (flags >= 0) (void)fcntl(fd_, F_SETFL, flags | O_NONBLOCK);
+}
+
+SocketStream::~SocketStream() { close(fd_); }
+
+Status SocketStream::ReadFull(std::span<uint8_t> buf) {
+  size_t got = 0;
+  while (got < buf.size()) {
+    const ssize_t n = recv(fd_, buf.data() + got, buf.size() - got, 0);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+      continue;
+    }
+    if (n == 0) return Status::Unavailable("nbd: client closed the connection");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return Status::FromErrno(errno, "nbd: recv");
+    OVBD_RETURN_IF_ERROR(WaitReadable());
+  }
+  return Status::OK();
+}
+
+Status SocketStream::WaitReadable() {
+  pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  const nfds_t count = wake_fd_ >= 0 ? 2 : 1;
+  if (poll(fds, count, -1) < 0 && errno != EINTR) return Status::FromErrno(errno, "nbd: poll");
+  if (count == 2 && (fds[1].revents & POLLIN)) return Status::Unavailable("nbd: server shutting down");
+  return Status::OK();  // readable, hung up or interrupted: recv tells which
+}
+
+Status SocketStream::WriteAll(std::span<const uint8_t> data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = send(fd_, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return Status::FromErrno(errno, "nbd: send");
+    OVBD_RETURN_IF_ERROR(WaitWritable());
+  }
+  return Status::OK();
+}
+
+// Before shutdown: wait for the socket or the wake fd without limit. After it: wait for the socket
+// only, up to the grace deadline.
+Status SocketStream::WaitWritable() {
+  using Clock = std::chrono::steady_clock;
+  pollfd fds[2] = {{fd_, POLLOUT, 0}, {wake_fd_, POLLIN, 0}};
+  nfds_t count = (wake_fd_ >= 0 && !write_deadline_set_) ? 2 : 1;
+  int timeout_ms = -1;
+  if (write_deadline_set_) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(write_deadline_ - Clock::now());
+    if (left.count() <= 0) return Status::IOError("nbd: client does not read its replies at shutdown");
+    timeout_ms = static_cast<int>(left.count());
+  }
+  if (poll(fds, count, timeout_ms) < 0 && errno != EINTR) return Status::FromErrno(errno, "nbd: poll");
+  if (count == 2 && (fds[1].revents & POLLIN)) {
+    write_deadline_set_ = true;
+    write_deadline_ = Clock::now() + kShutdownWriteGrace;
+  }
+  return Status::OK();
+}
+
+void SocketStream::Shutdown() { (void)shutdown(fd_, SHUT_RDWR); }
+
+}  // namespace ovbd::nbd

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# `ovbd serve` against real, unmodified NBD clients: libnbd's nbdinfo, nbdcopy and Python
+# bindings (what nbdsh runs), qemu-img and qemu-io. Every check compares bytes with `ovbd cat`
+# of the same stack or with a model of the writes.
+#
+# usage: nbd_clients_test.sh OVBD_BINARY VECTORS_DIR
+# Exit: 0 all passed, 1 a failure, 77 skipped (a client is not installed; the reason is printed).
+set -u
+
+OVBD=${1:?usage: nbd_clients_test.sh OVBD VECTORS_DIR}
+VEC=${2:?usage: nbd_clients_test.sh OVBD VECTORS_DIR}
+PY=/usr/bin/python3
+
+for tool in nbdinfo nbdcopy qemu-img qemu-io cmp; do
+  command -v "$tool" >/dev/null || { echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"; exit 77; }
+done
+"$PY" -c 'import nbd' 2>/dev/null || { echo "SKIP: $PY lacks the nbd module (python3-libnbd)"; exit 77; }
+[ -d "$VEC" ] || { echo "SKIP: golden vectors not found at $VEC"; exit 77; }
+OVBD=$(readlink -f "$OVBD")
+VEC=$(readlink -f "$VEC")
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/ovbd-nbd.XXXXXX")
+SERVER_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T" || exit 1
+
+pass=0
+fail=0
+ok()  { pass=$((pass + 1)); echo "PASS: $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1; shift
+  if "$@" > "$T/check.log" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$T/check.log" | tail -20; fi
+}
+
+# start NAME ARGS...: ovbd serve on $T/NAME.sock; waits for the ready line. Sets URI and SERVER_PID.
+start() {
+  local name=$1; shift
+  SOCK="$T/$name.sock"
+  URI="nbd+unix:///?socket=$SOCK"
+  "$OVBD" serve --socket "$SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    grep -q '^serving ' "$T/$name.out" 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  bad "$name: server did not start"; cat "$T/$name.err"; SERVER_PID=""; return 1
+}
+# stop: SIGTERM, then the exit code must be 0 (in-flight requests finished, upper flushed).
+stop() {
+  kill -TERM "$SERVER_PID"
+  local rc=0
+  wait "$SERVER_PID" || rc=$?
+  SERVER_PID=""
+  return $rc
+}
+
+# ---- 1. golden stacks: size, block size, map, whole-device copy ---------------------------------
+declare -A STACKS=(
+  [layer0]="layer0.lsmt"
+  [stack01]="layer0.lsmt layer1.lsmt"
+  [zfile_tar]="layer0.lz4-4k-crc.zfile layer1.lz4-4k-crc.zfile.tar"
+  [zstd]="layer0.zstd-4k-crc.zfile layer1.zstd-64k-crc.zfile"
+  [merged]="merged01.lz4-4k-crc.zfile"
+  [raw_zfile]="plain.zstd-8k-crc.zfile"
+)
+map_is_consistent() {  # map_is_consistent MAP_JSON DEVICE_FILE SIZE: extents cover SIZE; zero extents hold zeros
+  "$PY" - "$1" "$2" "$3" <<'EOF'
+import json, sys
+extents = json.load(open(sys.argv[1]))
+data = open(sys.argv[2], "rb").read()
+size = int(sys.argv[3])
+at = 0
+holes = 0
+for e in extents:
+    assert e["offset"] == at, f"gap before {e['offset']} (expected {at})"
+    if e["type"] & 2:  # NBD_STATE_ZERO
+        assert data[at:at + e["length"]].count(0) == e["length"], f"zero extent at {at} holds data"
+    holes += e["type"] & 1
+    at += e["length"]
+assert at == size, f"map covers {at} of {size} bytes"
+print(f"{len(extents)} extents, {holes} holes")
+EOF
+}
+for name in "${!STACKS[@]}"; do
+  layers=()
+  for l in ${STACKS[$name]}; do layers+=("$VEC/$l"); done
+  "$OVBD" cat -q -o "$T/$name.want" "${layers[@]}" || { bad "$name: ovbd cat"; continue; }
+  size=$(stat -c %s "$T/$name.want")
+  [ "$name" = raw_zfile ] && { size=$(( (size + 511) / 512 * 512 )); truncate -s "$size" "$T/$name.want"; }
+  start "$name" "${layers[@]}" || continue
+  nbdinfo --json "$URI" > "$T/$name.info"
+  check "$name: nbdinfo size $size, read-only, block sizes 512/4096" "$PY" -c "
+import json; i = json.load(open('$T/$name.info'))['exports'][0]
+assert i['export-size'] == $size, i['export-size']
+assert i['is_read_only'] is True
+assert i['block_size_minimum'] == 512 and i['block_size_preferred'] == 4096, i"
+  nbdcopy "$URI" "$T/$name.got"
+  check "$name: nbdcopy of the export equals ovbd cat" cmp "$T/$name.want" "$T/$name.got"
+  nbdinfo --map --json "$URI" > "$T/$name.map"
+  check "$name: nbdinfo --map covers the device; zero extents read as zeros" \
+    map_is_consistent "$T/$name.map" "$T/$name.want" "$size"
+  check "$name: qemu-img compare with the raw image" qemu-img compare -q -f raw -F raw "$T/$name.want" "$URI"
+  check "$name: stop on SIGTERM exits 0" stop
+done
+check "layer0: the map shows holes" "$PY" -c "
+import json; assert any(e['type'] & 1 for e in json.load(open('$T/layer0.map')))"
+
+# ---- 2. writes through NBD into an upper layer, then commit --------------------------------------
+size=$(stat -c %s "$T/layer0.want")
+"$OVBD" create --size "$size" "$T/up.data" "$T/up.index" >/dev/null
+start rw "$VEC/layer0.lsmt" --upper "$T/up.data" "$T/up.index" || exit 1
+check "rw: python nbd (nbdsh) writes, trims, zeroes, flushes; reads back the model" "$PY" - "$URI" "$T/layer0.want" "$T/rw.model" <<'EOF'
+import random, sys, nbd
+uri, base, model_path = sys.argv[1:4]
+def read_all(h, size, chunk=4 << 20):
+    return b"".join(h.pread(min(chunk, size - at), at) for at in range(0, size, chunk))
+model = bytearray(open(base, "rb").read())
+h = nbd.NBD()
+h.connect_uri(uri)
+assert not h.is_read_only() and h.can_trim() and h.can_zero() and h.can_flush() and h.can_fua()
+assert h.can_multi_conn()
+rng = random.Random(11)
+size = len(model)
+for i in range(300):
+    off = rng.randrange(0, size // 512) * 512
+    n = min(size - off, rng.randrange(1, 64) * 512)
+    op = rng.randrange(4)
+    if op <= 1:
+        data = bytes(rng.getrandbits(8) for _ in range(n)) if op == 0 else bytes([i % 256]) * n
+        h.pwrite(data, off, nbd.CMD_FLAG_FUA if i % 10 == 0 else 0)
+        model[off:off + n] = data
+    elif op == 2:
+        h.trim(n, off)
+        model[off:off + n] = bytes(n)
+    else:
+        h.zero(n, off, nbd.CMD_FLAG_NO_HOLE if i % 2 else 0)
+        model[off:off + n] = bytes(n)
+    if i % 50 == 0:
+        h.flush()
+        assert read_all(h, size) == model, f"mismatch after op {i}"
+h.flush()
+assert read_all(h, size) == model
+h.shutdown()
+open(model_path, "wb").write(model)
+EOF
+check "rw: ovbd ctl status reports the client traffic" bash -c "
+  '$OVBD' ctl '$SOCK.ctl' status > '$T/status.json' &&
+  '$PY' -c \"import json; s = json.load(open('$T/status.json')); assert s['ok'] and s['device']['writable']; assert s['io']['bytes_written'] > 0 and s['io']['bytes_read'] > 0, s\""
+check "rw: ovbd ctl flush" "$OVBD" ctl "$SOCK.ctl" flush
+check "rw: qemu-io random writes and verified reads" bash -c "
+  qemu-io -f raw '$URI' -c 'write -P 0x5a 65536 131072' -c 'read -P 0x5a 65536 131072' \
+    -c 'write -z 262144 8192' -c 'read -P 0 262144 8192' -c 'aio_write -P 0x17 524288 4096' -c 'aio_flush' \
+    -c 'read -P 0x17 524288 4096' -c flush | tee '$T/qemu-io.log' && ! grep -q 'Pattern verification failed\|error' '$T/qemu-io.log'"
+"$PY" - "$T/rw.model" <<'EOF'
+import sys
+p = sys.argv[1]; m = bytearray(open(p, "rb").read())
+m[65536:65536 + 131072] = b"\x5a" * 131072
+m[262144:262144 + 8192] = bytes(8192)
+m[524288:524288 + 4096] = b"\x17" * 4096
+open(p, "wb").write(m)
+EOF
+check "rw: qemu-img compare with the model" qemu-img compare -q -f raw -F raw "$T/rw.model" "$URI"
+check "rw: SIGTERM exits 0 after flushing" stop
+check "rw: the upper layer reopens to the model" bash -c \
+  "'$OVBD' cat -q '$VEC/layer0.lsmt' --upper '$T/up.data' '$T/up.index' | cmp - '$T/rw.model'"
+check "rw: ovbd commit of the upper, stacked on layer0, reads as the model" bash -c \
+  "'$OVBD' commit -q '$T/up.data' '$T/up.index' '$T/new.lsmt' && '$OVBD' cat -q '$VEC/layer0.lsmt' '$T/new.lsmt' | cmp - '$T/rw.model'"
+
+# ---- 3. read-only export refuses writes with EPERM ----------------------------------------------
+start ro "$VEC/layer0.lsmt" --upper "$T/up.data" "$T/up.index" --read-only || exit 1
+check "ro: --read-only export refuses pwrite with EPERM" "$PY" - "$URI" <<'EOF'
+import errno, sys, nbd
+h = nbd.NBD()
+h.set_strict_mode(0)  # send the write anyway: the server, not libnbd, must refuse it
+h.connect_uri(sys.argv[1])
+assert h.is_read_only()
+for op in (lambda: h.pwrite(b"x" * 512, 0), lambda: h.trim(512, 0), lambda: h.zero(512, 0)):
+    try:
+        op()
+        raise SystemExit("a write succeeded on a read-only export")
+    except nbd.Error as e:
+        assert e.errnum == errno.EPERM, (e, e.errnum)
+assert h.pread(512, 0) is not None  # the connection still works
+EOF
+check "ro: stop" stop
+
+# ---- 4. config.v1.json, resultFile, PATH:LENGTH -------------------------------------------------
+cp "$VEC/layer0.lsmt" "$T/padded.bin"
+head -c 100000 /dev/urandom >> "$T/padded.bin"
+cat > "$T/config.v1.json" <<EOF
+{"lowers": [{"file": "$T/padded.bin:$(stat -c %s "$VEC/layer0.lsmt")"}, {"file": "$VEC/layer1.lsmt"}],
+ "resultFile": "result", "unknownKey": [1, 2]}
+EOF
+if start config --config "$T/config.v1.json"; then
+  check "config: resultFile says success" grep -qx success "$T/result"
+  nbdcopy "$URI" "$T/config.got"
+  check "config: PATH:LENGTH lower + layer1 equal the golden stack" cmp "$T/stack01.want" "$T/config.got"
+  check "config: stop" stop
+fi
+echo '{"lowers": [{"file": "missing.lsmt"}], "resultFile": "result"}' > "$T/bad.json"
+check "config: a missing layer fails with exit 1 and resultFile failed:..." bash -c "
+  ! '$OVBD' serve --socket '$T/bad.sock' --config '$T/bad.json' 2> '$T/bad.err' && grep -q '^failed:' '$T/result' &&
+  grep -q 'missing.lsmt' '$T/bad.err'"
+
+echo "nbd_clients: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
