@@ -128,6 +128,26 @@ TEST(ImageDeviceTest, RandomOperationsMatchAFlatModel) {
   EXPECT_GT(stats.trims, 0u);
 }
 
+// FirstExtents(k) is the first k runs of Extents, whatever the window edges it walked.
+TEST(ImageDeviceTest, FirstExtentsIsAPrefixOfExtents) {
+  REQUIRE_VECTORS();
+  auto img = image::OpenImage({VectorPath("layer0.lsmt"), VectorPath("layer1.lsmt")}, std::nullopt);
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  auto dev = NewImageDevice(std::shared_ptr<lsmt::Image>(std::move(img).value()));
+  for (uint64_t offset : {0ull, 4096ull, 3000000ull}) {
+    auto all = dev->Extents(offset, dev->Size() - offset);
+    ASSERT_TRUE(all.ok());
+    ASSERT_GT(all->size(), 3u);
+    for (size_t k : {1u, 2u, 3u, 50u, 100000u}) {
+      auto first = dev->FirstExtents(offset, dev->Size() - offset, k);
+      ASSERT_TRUE(first.ok());
+      const size_t want = std::min(k, all->size());
+      ASSERT_EQ(first->size(), want) << "offset " << offset << " k " << k;
+      EXPECT_TRUE(std::equal(first->begin(), first->end(), all->begin())) << "offset " << offset << " k " << k;
+    }
+  }
+}
+
 TEST(ImageDeviceTest, ZeroedRangesAreHolesAndNoHoleZeroesAreData) {
   REQUIRE_VECTORS();
   auto dev = NewImageDevice(Layer0WithUpper());

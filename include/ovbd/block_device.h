@@ -88,6 +88,10 @@ class BlockDevice {
   virtual Status Flush() = 0;
   // Allocation map of [offset, offset+length): runs that sum to exactly length (clipped to Size()).
   virtual Result<std::vector<Extent>> Extents(uint64_t offset, uint64_t length) = 0;
+  // At most max_extents (> 0) runs from the start of the range: every returned run is complete,
+  // and they may cover less than length (NBD block status, REQ_ONE). The default trims Extents();
+  // devices with large maps answer without walking the whole range.
+  virtual Result<std::vector<Extent>> FirstExtents(uint64_t offset, uint64_t length, size_t max_extents);
   // Hint that the range will be read soon (NBD_CMD_CACHE). Default: nothing.
   virtual Status Cache(uint64_t /*offset*/, uint64_t /*length*/) { return Status::OK(); }
 

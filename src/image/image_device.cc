@@ -19,6 +19,8 @@ namespace {
 
 constexpr uint64_t kSector = lsmt::kSectorSize;
 constexpr uint64_t kZeroChunk = 1u << 20;  // NO_HOLE zeroing writes this much at a time
+constexpr uint64_t kFirstExtentWindow = 1u << 20;  // FirstExtents looks this far first, then doubles
+constexpr uint64_t kMaxExtentWindow = 1ull << 30;
 
 class ImageDevice final : public BlockDevice {
  public:
@@ -34,7 +36,10 @@ class ImageDevice final : public BlockDevice {
   Status Trim(uint64_t offset, uint64_t length, bool fua) override { return Zero(offset, length, fua, true); }
   Status Zero(uint64_t offset, uint64_t length, bool fua, bool allow_hole) override;
   Status Flush() override;
-  Result<std::vector<Extent>> Extents(uint64_t offset, uint64_t length) override;
+  Result<std::vector<Extent>> Extents(uint64_t offset, uint64_t length) override {
+    return FirstExtents(offset, length, 0);
+  }
+  Result<std::vector<Extent>> FirstExtents(uint64_t offset, uint64_t length, size_t max_extents) override;
   Status Cache(uint64_t offset, uint64_t length) override {
     OVBD_RETURN_IF_ERROR(CheckRange(offset, length, "cache"));
     image_->Prefetch(offset, length);
@@ -50,6 +55,7 @@ class ImageDevice final : public BlockDevice {
   // Rewrites the sectors covering [offset, offset+data.size()) with `data` patched in.
   Status ReadModifyWrite(uint64_t offset, std::span<const uint8_t> data);
   Status WriteZeros(uint64_t offset, uint64_t length);
+  void AppendExtents(uint64_t begin, uint64_t end, std::vector<Extent>* out) const;
   Status Counted(Status s) {
     if (!s.ok()) errors_.fetch_add(1, std::memory_order_relaxed);
     return s;
@@ -165,23 +171,39 @@ void AddRun(std::vector<Extent>* out, uint64_t length, bool hole) {
   out->push_back(Extent{length, hole, hole});
 }
 
-Result<std::vector<Extent>> ImageDevice::Extents(uint64_t offset, uint64_t length) {
-  OVBD_RETURN_IF_ERROR(Counted(CheckRange(offset, length, "extents")));
-  std::vector<Extent> out;
-  if (length == 0) return out;
-  const uint64_t first = offset / kSector;
-  const uint64_t last = RoundUp(offset + length, kSector) / kSector;
-  uint64_t cursor = offset;  // bytes described so far end here
-  const uint64_t end = offset + length;
+// Appends the runs of [begin, end) (bytes) to *out.
+void ImageDevice::AppendExtents(uint64_t begin, uint64_t end, std::vector<Extent>* out) const {
+  const uint64_t first = begin / kSector;
+  const uint64_t last = RoundUp(end, kSector) / kSector;
+  uint64_t cursor = begin;  // bytes described so far end here
   for (const lsmt::Segment& s : image_->SegmentsIn(first, last - first)) {
-    const uint64_t seg_begin = std::max(s.offset * kSector, offset);
+    const uint64_t seg_begin = std::max(s.offset * kSector, begin);
     const uint64_t seg_end = std::min(s.end() * kSector, end);
     if (seg_begin >= seg_end) continue;
-    AddRun(&out, seg_begin - cursor, true);
-    AddRun(&out, seg_end - seg_begin, s.zeroed);
+    AddRun(out, seg_begin - cursor, true);
+    AddRun(out, seg_end - seg_begin, s.zeroed);
     cursor = seg_end;
   }
-  AddRun(&out, end - cursor, true);
+  AddRun(out, end - cursor, true);
+}
+
+// Walks the range in growing windows so a bounded request (REQ_ONE) costs what it returns, not
+// what the whole range holds. A run cut at a window edge is merged with its continuation.
+Result<std::vector<Extent>> ImageDevice::FirstExtents(uint64_t offset, uint64_t length, size_t max_extents) {
+  OVBD_RETURN_IF_ERROR(Counted(CheckRange(offset, length, "extents")));
+  std::vector<Extent> out;
+  const uint64_t end = offset + length;
+  uint64_t window = kFirstExtentWindow;
+  for (uint64_t at = offset; at < end;) {
+    const uint64_t window_end = (max_extents == 0) ? end : std::min(end, at + window);
+    AppendExtents(at, window_end, &out);
+    at = window_end;
+    if (max_extents > 0 && out.size() > max_extents) {
+      out.resize(max_extents);  // the runs kept are complete: a later run follows each
+      break;
+    }
+    window = std::min(window * 2, kMaxExtentWindow);
+  }
   return out;
 }
 

@@ -47,15 +47,53 @@ Status Connection::ReadOne(bool* disconnect) {
   }
   Verdict verdict = CheckRequest(request, session_);
   const uint64_t footprint = RequestFootprint(request, verdict);
-  WaitForRoom(footprint);  // before the payload is allocated
+  const bool alone = WaitForRoom(footprint);  // before the payload is allocated
   std::vector<uint8_t> payload;
   const Status status = ReadPayload(request, &verdict, &payload);
   if (!status.ok()) {
     Release(footprint);
     return status;
   }
-  Submit(request, verdict, std::move(payload), footprint);
+  if (alone) {
+    RunHere(request, verdict, payload, footprint);
+  } else {
+    Submit(request, verdict, std::move(payload), footprint);
+  }
   return Status::OK();
+}
+
+// The request is the only one in flight (queue depth 1, or the first of a burst): executing it on
+// this thread and writing its reply directly saves two thread hand-offs, and nothing waits behind
+// it. If the writer thread is busy, the reply queues as usual.
+void Connection::RunHere(const RequestHeader& request, const Verdict& verdict, const std::vector<uint8_t>& payload,
+                         uint64_t footprint) {
+  std::vector<uint8_t> reply = Execute(device_, session_, request, verdict, payload);
+  {
+    std::unique_lock lock(mu_);
+    if (writing_ || !replies_.empty() || broken_) {
+      replies_.push_back(Pending{std::move(reply), footprint});
+      lock.unlock();
+      queue_cv_.notify_one();
+      return;
+    }
+    writing_ = true;
+  }
+  const bool failed = !stream_.WriteAll(reply).ok();
+  if (failed) stream_.Shutdown();
+  FinishWrite(failed, footprint);
+}
+
+// Bookkeeping after a reply left (or failed to): under mu_, wakes the reader and the writer.
+void Connection::FinishWrite(bool failed, uint64_t footprint) {
+  {
+    std::lock_guard lock(mu_);
+    writing_ = false;
+    broken_ = broken_ || failed;
+    inflight_requests_--;
+    inflight_bytes_ -= footprint;
+  }
+  room_cv_.notify_all();
+  queue_cv_.notify_one();  // a reply queued while this one was written
 }
 
 // A write's payload is always consumed: kept when the request will be served, else dropped in
@@ -81,14 +119,16 @@ void Connection::Submit(const RequestHeader& request, const Verdict& verdict, st
   });
 }
 
-void Connection::WaitForRoom(uint64_t footprint) {
+bool Connection::WaitForRoom(uint64_t footprint) {
   std::unique_lock lock(mu_);
   room_cv_.wait(lock, [&] {
     if (inflight_requests_ == 0) return true;
     return inflight_requests_ < limits_.max_requests && inflight_bytes_ + footprint <= limits_.max_bytes;
   });
+  const bool alone = inflight_requests_ == 0;
   inflight_requests_++;
   inflight_bytes_ += footprint;
+  return alone;
 }
 
 void Connection::Release(uint64_t footprint) {
@@ -109,22 +149,22 @@ void Connection::Enqueue(std::vector<uint8_t> reply, uint64_t footprint) {
 }
 
 void Connection::WriterLoop() {
-  std::unique_lock lock(mu_);
   for (;;) {
-    queue_cv_.wait(lock, [this] { return writer_stop_ || !replies_.empty(); });
-    if (replies_.empty()) return;
-    Pending reply = std::move(replies_.front());
-    replies_.pop_front();
-    const bool skip = broken_;
-    lock.unlock();
+    Pending reply;
+    bool skip = false;
+    {
+      std::unique_lock lock(mu_);
+      queue_cv_.wait(lock, [this] { return !writing_ && (writer_stop_ || !replies_.empty()); });
+      if (replies_.empty()) return;
+      reply = std::move(replies_.front());
+      replies_.pop_front();
+      skip = broken_;
+      writing_ = true;
+    }
     const bool failed = !skip && !stream_.WriteAll(reply.bytes).ok();
     if (failed) stream_.Shutdown();  // wakes the reader: the client is gone
     reply.bytes = {};
-    lock.lock();
-    broken_ = broken_ || failed;
-    inflight_requests_--;
-    inflight_bytes_ -= reply.footprint;
-    room_cv_.notify_all();
+    FinishWrite(failed, reply.footprint);
   }
 }
 

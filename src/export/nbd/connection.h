@@ -6,6 +6,7 @@
 //   loop: header ─> CheckRequest ─> wait for room ─> payload ─> Submit ─> Execute(device)
 //                                                                          └─> queue reply ─> WriteAll
 //                                                                                              └─> release room
+//         alone in flight (queue depth 1): Execute and WriteAll on the reader itself (no hand-off)
 //
 // Replies leave whole, one at a time, from the one writer thread, so chunks of different replies
 // never interleave; they may leave in any order (NBD allows it, cookies match them up). Workers
@@ -65,7 +66,11 @@ class Connection {
   Status ReadPayload(const RequestHeader& request, Verdict* verdict, std::vector<uint8_t>* payload);
   void Submit(const RequestHeader& request, const Verdict& verdict, std::vector<uint8_t> payload,
               uint64_t footprint);
-  void WaitForRoom(uint64_t footprint);
+  // Waits until the request fits the in-flight caps and counts it; true if it is the only one.
+  bool WaitForRoom(uint64_t footprint);
+  void RunHere(const RequestHeader& request, const Verdict& verdict, const std::vector<uint8_t>& payload,
+               uint64_t footprint);
+  void FinishWrite(bool failed, uint64_t footprint);
   void Release(uint64_t footprint);
   void Enqueue(std::vector<uint8_t> reply, uint64_t footprint);
   void WriterLoop();
@@ -88,6 +93,7 @@ class Connection {
   uint64_t inflight_bytes_ = 0;
   bool writer_stop_ = false;
   bool broken_ = false;  // a reply write failed: the stream is shut down, replies are dropped
+  bool writing_ = false;  // a reply is being written (by the writer thread or the reader)
   std::thread writer_;
 };
 

@@ -126,9 +126,10 @@ std::vector<BlockStatusDescriptor> ToDescriptors(const std::vector<Extent>& exte
 }
 
 std::vector<uint8_t> BlockStatusReply(BlockDevice& device, const Session& s, const RequestHeader& r) {
-  auto extents = device.Extents(r.offset, r.length);
+  const bool req_one = (r.flags & kCmdFlagReqOne) != 0;
+  auto extents = device.FirstExtents(r.offset, r.length, req_one ? 1 : kMaxBlockStatusDescriptors);
   if (!extents.ok()) return StatusReply(s, r.cookie, extents.status());
-  const auto descriptors = ToDescriptors(*extents, r.length, (r.flags & kCmdFlagReqOne) != 0);
+  const auto descriptors = ToDescriptors(*extents, r.length, req_one);
   if (descriptors.empty()) return ErrorReply(s, r.cookie, kEIO, "device returned no extents");
   std::vector<uint8_t> out;
   AppendBlockStatusChunk(&out, r.cookie, kBaseAllocationId, descriptors);
