@@ -5,6 +5,7 @@
 
 #include <array>
 
+#include "export/nbd/nbd_test_client.h"
 #include "export/nbd/request.h"
 
 namespace ovbd::nbd {
@@ -137,40 +138,30 @@ TEST(NbdProtocol, RejectInfoRequestNameOverCap) {
   EXPECT_EQ(e.reply, kRepErrTooBig);
 }
 
-std::vector<uint8_t> MetaData(const std::string& name, const std::vector<std::string>& queries) {
-  std::vector<uint8_t> b;
-  AppendBE32(&b, static_cast<uint32_t>(name.size()));
-  AppendBytes(&b, name);
-  AppendBE32(&b, static_cast<uint32_t>(queries.size()));
-  for (const auto& q : queries) {
-    AppendBE32(&b, static_cast<uint32_t>(q.size()));
-    AppendBytes(&b, q);
-  }
-  return b;
-}
+using nbdtest::MetaContextData;
 
 TEST(NbdProtocol, MetaContextRequestRoundTrip) {
   MetaContextRequest r;
   OptionError e;
-  ASSERT_TRUE(DecodeMetaContextRequest(MetaData("d", {"base:allocation", "x-foo:bar"}), &r, &e));
+  ASSERT_TRUE(DecodeMetaContextRequest(MetaContextData("d", {"base:allocation", "x-foo:bar"}), &r, &e));
   EXPECT_EQ(r.name, "d");
   EXPECT_EQ(r.queries, (std::vector<std::string>{"base:allocation", "x-foo:bar"}));
-  ASSERT_TRUE(DecodeMetaContextRequest(MetaData("", {}), &r, &e));
+  ASSERT_TRUE(DecodeMetaContextRequest(MetaContextData("", {}), &r, &e));
   EXPECT_TRUE(r.queries.empty());
 }
 
 TEST(NbdProtocol, RejectMetaContextMalformed) {
   MetaContextRequest r;
   OptionError e;
-  auto data = MetaData("d", {"base:allocation"});
+  auto data = MetaContextData("d", {"base:allocation"});
   data.pop_back();
   EXPECT_FALSE(DecodeMetaContextRequest(data, &r, &e));  // query cut short
   EXPECT_EQ(e.reply, kRepErrInvalid);
-  data = MetaData("d", {"q"});
+  data = MetaContextData("d", {"q"});
   data.push_back(7);
   EXPECT_FALSE(DecodeMetaContextRequest(data, &r, &e));  // trailing bytes
   // A count the data cannot hold: refused before reserving anything.
-  data = MetaData("d", {});
+  data = MetaContextData("d", {});
   PutBE32(data.data() + data.size() - 4, 0xffffffffu);
   EXPECT_FALSE(DecodeMetaContextRequest(data, &r, &e));
   EXPECT_EQ(e.reply, kRepErrInvalid);
@@ -179,15 +170,15 @@ TEST(NbdProtocol, RejectMetaContextMalformed) {
 TEST(NbdProtocol, RejectMetaContextOverCaps) {
   MetaContextRequest r;
   OptionError e;
-  EXPECT_FALSE(DecodeMetaContextRequest(MetaData("d", {std::string(kMaxNameLength + 1, 'q')}), &r, &e));
+  EXPECT_FALSE(DecodeMetaContextRequest(MetaContextData("d", {std::string(kMaxNameLength + 1, 'q')}), &r, &e));
   EXPECT_EQ(e.reply, kRepErrTooBig);
-  EXPECT_FALSE(DecodeMetaContextRequest(MetaData(std::string(kMaxNameLength + 1, 'n'), {}), &r, &e));
+  EXPECT_FALSE(DecodeMetaContextRequest(MetaContextData(std::string(kMaxNameLength + 1, 'n'), {}), &r, &e));
   EXPECT_EQ(e.reply, kRepErrTooBig);
   std::vector<std::string> many(kMaxMetaQueries + 1, "x:");
-  EXPECT_FALSE(DecodeMetaContextRequest(MetaData("d", many), &r, &e));
+  EXPECT_FALSE(DecodeMetaContextRequest(MetaContextData("d", many), &r, &e));
   EXPECT_EQ(e.reply, kRepErrTooBig);
   many.pop_back();
-  EXPECT_TRUE(DecodeMetaContextRequest(MetaData("d", many), &r, &e));
+  EXPECT_TRUE(DecodeMetaContextRequest(MetaContextData("d", many), &r, &e));
 }
 
 TEST(NbdProtocol, RequestRoundTrip) {
