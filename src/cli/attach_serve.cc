@@ -1,0 +1,135 @@
+// The attach process: set up export + loop device, wait for a stop signal, stop cleanly.
+#include "cli/attach_serve.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+#include <thread>
+
+#include "cli/attach_state.h"
+#include "export/fuse/fuse_export.h"
+#include "export/fuse/loop_device.h"
+
+namespace ovbd::cli {
+namespace {
+
+constexpr int kSessionEnded = SIGUSR1;  // sent by the FUSE session thread when the mount went away
+constexpr int kStopped = SIGUSR2;       // sent by the stopping thread when Shutdown returned
+
+sigset_t StopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, kSessionEnded, kStopped}) sigaddset(&set, sig);
+  return set;
+}
+
+// Everything the attach process owns, released in reverse order on any failure.
+struct Attached {
+  std::string run_dir;
+  bool own_mountpoint = false;  // run dir/mnt, ours to remove
+  std::unique_ptr<fuse::FuseExport> exported;
+  std::unique_ptr<fuse::LoopDevice> loop;
+
+  ~Attached() {
+    loop.reset();
+    exported.reset();
+    if (!run_dir.empty()) RemoveRunDirEntries(run_dir, {kStateFile, own_mountpoint ? kMountDir : ""});
+  }
+};
+
+Result<std::string> PrepareMountpoint(const AttachOptions& o, Attached* a) {
+  if (!o.fuse_only.empty()) return AbsolutePath(o.fuse_only);
+  const std::string mnt = a->run_dir + "/" + kMountDir;
+  if (::mkdir(mnt.c_str(), 0700) != 0) return Status::FromErrno(errno, "mkdir " + mnt);
+  a->own_mountpoint = true;
+  return mnt;
+}
+
+std::vector<std::string> AbsolutePaths(std::vector<std::string> paths) {
+  for (std::string& p : paths) p = AbsolutePath(p);
+  return paths;
+}
+
+Status SetUp(const ServedImage& img, const AttachOptions& o, Attached* a, AttachReady* ready) {
+  RemoveStaleRunDirs();
+  OVBD_ASSIGN_OR_RETURN(a->run_dir, CreateRunDir());
+  OVBD_ASSIGN_OR_RETURN(std::string mnt, PrepareMountpoint(o, a));
+  fuse::FuseExportOptions fo;
+  fo.on_session_end = [] { ::kill(::getpid(), kSessionEnded); };
+  OVBD_ASSIGN_OR_RETURN(a->exported, fuse::FuseExport::Start(img.device, mnt, std::move(fo)));
+  ready->file = a->exported->file_path();
+  if (o.fuse_only.empty()) {
+    fuse::LoopOptions lo{o.block_size, a->exported->read_only(), o.direct_io};
+    OVBD_ASSIGN_OR_RETURN(a->loop, fuse::LoopDevice::Attach(ready->file, lo));
+    ready->device = a->loop->path();
+    ready->direct_io = a->loop->direct_io();
+    ready->block_size = a->loop->block_size();
+  }
+  ready->run_dir = a->run_dir;
+  ready->pid = ::getpid();
+  AttachState state{ready->pid,
+                    0,
+                    ready->file,
+                    mnt,
+                    ready->device,
+                    a->exported->read_only(),
+                    AbsolutePaths(img.layer_paths),
+                    img.upper_data.empty() ? "" : AbsolutePath(img.upper_data)};
+  OVBD_ASSIGN_OR_RETURN(state.start_time, ProcessStartTime(ready->pid));
+  return WriteState(a->run_dir, state);
+}
+
+int WaitSignal(const sigset_t& set) {
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+// Unbinds the loop device and shuts the export down on a helper thread, so that a second stop
+// signal can still abort a Shutdown that waits for the file to be released.
+Status Stop(Attached* a, const sigset_t& set) {
+  Status unbound = a->loop ? a->loop->Detach() : Status::OK();
+  Status stopped;
+  std::thread stopper([&] {
+    stopped = a->exported->Shutdown();
+    ::kill(::getpid(), kStopped);
+  });
+  for (int sig = WaitSignal(set); sig != kStopped; sig = WaitSignal(set)) {
+    if (sig != kSessionEnded) a->exported->Abort();
+  }
+  stopper.join();
+  OVBD_RETURN_IF_ERROR(unbound);
+  return stopped;
+}
+
+}  // namespace
+
+Status ServeAttached(const ServedImage& img, const AttachOptions& options,
+                     const std::function<void(const AttachReady&)>& ready) {
+  const sigset_t set = StopSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  Attached a;
+  AttachReady info;
+  OVBD_RETURN_IF_ERROR(SetUp(img, options, &a, &info));
+  ready(info);
+  WaitSignal(set);
+  Status stopped = Stop(&a, set);
+  (void)WriteResult(a.run_dir, stopped);
+  struct stat st {};
+  const bool detach_collects = ::stat((a.run_dir + "/" + kDetachingFile).c_str(), &st) == 0;
+  if (!detach_collects) {
+    RemoveRunDirEntries(a.run_dir, {kResultFile});  // nobody will read it
+  }
+  a.loop.reset();
+  a.exported.reset();
+  RemoveRunDirEntries(a.run_dir, {kStateFile, a.own_mountpoint ? kMountDir : ""});
+  a.run_dir.clear();
+  return stopped;
+}
+
+}  // namespace ovbd::cli

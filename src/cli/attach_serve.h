@@ -1,0 +1,46 @@
+// The serving half of `ovbd attach`: what the attach process does once the image is open.
+//
+//   block stop signals ─> run dir ─> FUSE export (run dir/mnt or --fuse-only DIR)
+//   ─> loop device on its file (unless --fuse-only) ─> state file ─> ready(...)
+//   ─> sigwait: SIGINT/SIGTERM/SIGHUP, or the FUSE mount vanished (SIGUSR1 from the session)
+//   ─> stop: unbind the loop device, FuseExport::Shutdown() (waits until nobody uses the file,
+//      then flushes the device; a second stop signal aborts the wait), write run dir/result,
+//      remove state and mountpoint (the whole run dir unless `ovbd detach` is collecting the result)
+//
+// Setup failures undo what was done and return before ready() is called.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "cli/image_args.h"
+#include "ovbd/status.h"
+
+namespace ovbd::cli {
+
+struct AttachOptions {
+  std::string fuse_only;      // mount here and skip the loop device; "" = run dir/mnt + loop
+  uint32_t block_size = 512;  // loop device logical block size
+  bool direct_io = true;      // loop device direct I/O on the file (if the kernel agrees)
+};
+
+struct AttachReady {
+  std::string device;  // "/dev/loopN", "" with --fuse-only
+  std::string file;    // the exported file
+  std::string run_dir;
+  int pid = 0;
+  bool direct_io = false;
+  uint32_t block_size = 0;
+};
+
+// Serves `img` until stopped; returns how the stop went (the final flush). Must be called before
+// the process creates any thread: it blocks the stop signals for every thread it starts.
+Status ServeAttached(const ServedImage& img, const AttachOptions& options,
+                     const std::function<void(const AttachReady&)>& ready);
+
+// `ovbd detach TARGET`: TARGET is /dev/loopN or a --fuse-only DIR (or its file). Waits up to
+// timeout_s seconds (0 = no limit) for the attach process to end.
+Status RunDetach(const std::string& target, unsigned timeout_s);
+
+}  // namespace ovbd::cli
