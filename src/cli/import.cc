@@ -1,19 +1,13 @@
 // ovbd import: a read-only layer from a raw disk image (all-zero 4 KiB blocks become holes).
 #include "cli/command.h"
 #include "cli/options.h"
-#include "cli/output.h"
-#include "cli/progress.h"
 #include "image/layer_context.h"
 
 namespace ovbd::cli {
 namespace {
 
 struct ImportArgs {
-  CommitFlags commit;
-  ZfileFlags zfile;
-  bool tar = false;
-  bool force = false;
-  bool quiet = false;
+  LayerOutputFlags output;
   std::string raw;
   std::string out;
 };
@@ -21,14 +15,9 @@ struct ImportArgs {
 Status RunImport(const ImportArgs& a) {
   auto raw = OpenReadableFile(a.raw);
   if (!raw.ok()) return image::WithPath(raw.status(), a.raw);
-  ChainOptions chain;
-  chain.tar = a.tar;
-  if (a.zfile.enabled) chain.zfile = ToZfileOptions(a.zfile);
-  Progress progress("import", a.quiet);
-  lsmt::CommitOptions options = ToCommitOptions(a.commit);
-  options.progress = progress.Callback();
-  return WriteOutput(a.out, a.force, chain,
-                     [&](WritableFile* sink) { return lsmt::ImportRaw(**raw, sink, options); });
+  return WriteLayerOutput(a.out, a.output, "import", false, [&](WritableFile* sink, const lsmt::CommitOptions& o) {
+    return lsmt::ImportRaw(**raw, sink, o);
+  });
 }
 
 }  // namespace
@@ -41,11 +30,7 @@ void AddImportCommand(CLI::App& parent, Commands* commands) {
       "everything else data. The virtual size is the raw size rounded up to 512 bytes.");
   cmd->add_option("RAW", args->raw, "Raw disk image (file or block device)")->required();
   cmd->add_option("-o,--output", args->out, "Output layer blob")->required();
-  AddCommitFlags(cmd, &args->commit, /*with_parent=*/true);
-  AddZfileOptions(cmd, &args->zfile, /*with_switch=*/true);
-  cmd->add_flag("--tar", args->tar, "Wrap the output in a tar");
-  cmd->add_flag("-f,--force", args->force, "Overwrite the output if it exists");
-  AddQuiet(cmd, &args->quiet);
+  AddLayerOutputFlags(cmd, &args->output, "Wrap the output in a tar");
   cmd->footer("\nExample:\n  ovbd import disk.img -o base.zfile --zfile -m 'base image'");
   commands->push_back({cmd, "import", [args] { return RunImport(*args); }});
 }

@@ -1,8 +1,9 @@
 // Shared options: validators run inside CLI11's parse so bad values are usage errors (exit 2).
 #include "cli/options.h"
 
-
 #include "base/units.h"
+#include "cli/output.h"
+#include "cli/progress.h"
 
 namespace ovbd::cli {
 
@@ -81,6 +82,29 @@ lsmt::CommitOptions ToCommitOptions(const CommitFlags& flags) {
 
 void AddQuiet(CLI::App* cmd, bool* quiet) {
   cmd->add_flag("-q,--quiet", *quiet, "No progress display (it is shown only when stderr is a terminal)");
+}
+
+void AddLayerOutputFlags(CLI::App* cmd, LayerOutputFlags* flags, const std::string& tar_help) {
+  AddCommitFlags(cmd, &flags->commit, /*with_parent=*/true);
+  AddZfileOptions(cmd, &flags->zfile, /*with_switch=*/true);
+  cmd->add_flag("--tar", flags->tar, tar_help);
+  cmd->add_flag("-f,--force", flags->force, "Overwrite the output if it exists");
+  AddQuiet(cmd, &flags->quiet);
+}
+
+Status WriteLayerOutput(const std::string& out, const LayerOutputFlags& flags, const char* what,
+                        bool overwrite_zfile_header,
+                        const std::function<Status(WritableFile*, const lsmt::CommitOptions&)>& produce) {
+  ChainOptions chain;
+  chain.tar = flags.tar;
+  if (flags.zfile.enabled) {
+    chain.zfile = ToZfileOptions(flags.zfile);
+    chain.zfile->overwrite_header = overwrite_zfile_header;
+  }
+  Progress progress(what, flags.quiet);
+  lsmt::CommitOptions options = ToCommitOptions(flags.commit);
+  options.progress = progress.Callback();
+  return WriteOutput(out, flags.force, chain, [&](WritableFile* sink) { return produce(sink, options); });
 }
 
 }  // namespace ovbd::cli

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "ovbd/io.h"
 #include "ovbd/lsmt.h"
 #include "ovbd/status.h"
 #include "ovbd/zfile.h"
@@ -42,5 +44,22 @@ lsmt::CommitOptions ToCommitOptions(const CommitFlags& flags);
 
 // -q/--quiet.
 void AddQuiet(CLI::App* cmd, bool* quiet);
+
+// What every command that writes a layer blob (commit, merge, import) takes: -m/--uuid/
+// --parent-uuid, --zfile and its options, --tar, -f/--force, -q.
+struct LayerOutputFlags {
+  CommitFlags commit;
+  ZfileFlags zfile;
+  bool tar = false;
+  bool force = false;
+  bool quiet = false;
+};
+void AddLayerOutputFlags(CLI::App* cmd, LayerOutputFlags* flags, const std::string& tar_help);
+// Writes the blob `produce` makes to `out` through the output chain the flags ask for, with a
+// progress display named `what`. overwrite_zfile_header: the ZFile header is rewritten at the end
+// (overlaybd-commit -z without -t).
+Status WriteLayerOutput(const std::string& out, const LayerOutputFlags& flags, const char* what,
+                        bool overwrite_zfile_header,
+                        const std::function<Status(WritableFile*, const lsmt::CommitOptions&)>& produce);
 
 }  // namespace ovbd::cli
