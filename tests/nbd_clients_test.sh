@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `ovbd serve` against real, unmodified NBD clients: libnbd's nbdinfo, nbdcopy and Python
-# bindings (what nbdsh runs), qemu-img and qemu-io. Every check compares bytes with `ovbd cat`
+# `ovbd serve` against real, unmodified NBD clients: libnbd's nbdinfo, nbdcopy, nbdsh and Python
+# bindings, qemu-img and qemu-io. Every check compares bytes with `ovbd cat`
 # of the same stack or with a model of the writes.
 #
 # usage: nbd_clients_test.sh OVBD_BINARY VECTORS_DIR
@@ -11,7 +11,7 @@ OVBD=${1:?usage: nbd_clients_test.sh OVBD VECTORS_DIR}
 VEC=${2:?usage: nbd_clients_test.sh OVBD VECTORS_DIR}
 PY=/usr/bin/python3
 
-for tool in nbdinfo nbdcopy qemu-img qemu-io cmp; do
+for tool in nbdinfo nbdcopy nbdsh qemu-img qemu-io cmp; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"; exit 77; }
 done
 "$PY" -c 'import nbd' 2>/dev/null || { echo "SKIP: $PY lacks the nbd module (python3-libnbd)"; exit 77; }
@@ -115,24 +115,25 @@ import json; assert any(e['type'] & 1 for e in json.load(open('$T/layer0.map')))
 size=$(stat -c %s "$T/layer0.want")
 "$OVBD" create --size "$size" "$T/up.data" "$T/up.index" >/dev/null
 start rw "$VEC/layer0.lsmt" --upper "$T/up.data" "$T/up.index" || exit 1
-check "rw: python nbd (nbdsh) writes, trims, zeroes, flushes; reads back the model" "$PY" - "$URI" "$T/layer0.want" "$T/rw.model" <<'EOF'
-import random, sys, nbd
-uri, base, model_path = sys.argv[1:4]
+# An nbdsh script: nbdsh connects (-u) and runs it with the handle `h`; arguments come in the
+# environment. nbdsh runs "python3" from PATH, which must be Debian's (python3-libnbd).
+cat > "$T/rw_ops.py" <<'EOF'
+import os, random, nbd
+base, model_path = os.environ["BASE"], os.environ["MODEL"]
+model = bytearray(open(base, "rb").read())
 def read_all(h, size, chunk=4 << 20):
     return b"".join(h.pread(min(chunk, size - at), at) for at in range(0, size, chunk))
-model = bytearray(open(base, "rb").read())
-h = nbd.NBD()
-h.connect_uri(uri)
 assert not h.is_read_only() and h.can_trim() and h.can_zero() and h.can_flush() and h.can_fua()
 assert h.can_multi_conn()
 rng = random.Random(11)
 size = len(model)
+assert h.get_size() == size
 for i in range(300):
     off = rng.randrange(0, size // 512) * 512
     n = min(size - off, rng.randrange(1, 64) * 512)
     op = rng.randrange(4)
     if op <= 1:
-        data = bytes(rng.getrandbits(8) for _ in range(n)) if op == 0 else bytes([i % 256]) * n
+        data = rng.randbytes(n) if op == 0 else bytes([i % 256]) * n
         h.pwrite(data, off, nbd.CMD_FLAG_FUA if i % 10 == 0 else 0)
         model[off:off + n] = data
     elif op == 2:
@@ -146,9 +147,10 @@ for i in range(300):
         assert read_all(h, size) == model, f"mismatch after op {i}"
 h.flush()
 assert read_all(h, size) == model
-h.shutdown()
 open(model_path, "wb").write(model)
 EOF
+check "rw: an nbdsh script writes, trims, zeroes, flushes; reads back the model" \
+  env BASE="$T/layer0.want" MODEL="$T/rw.model" PATH="/usr/bin:$PATH" nbdsh -u "$URI" -c "exec(open('$T/rw_ops.py').read())"
 check "rw: 8 clients write and read disjoint ranges at once; all content verified after" "$PY" - "$URI" "$T/rw.model" <<'EOF'
 import random, sys, threading, nbd
 uri, model_path = sys.argv[1:3]
