@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   # libraries linked by ovbd
-  liblz4-dev libzstd-dev libisal-dev libcli11-dev nlohmann-json3-dev libfuse3-dev
+  liblz4-dev libzstd-dev libisal-dev libcli11-dev nlohmann-json3-dev libfuse3-dev libcurl4-openssl-dev
   # the exports at run time: FUSE mounts, loop devices
   fuse3 util-linux
   # tests and benchmarks
@@ -16,6 +16,8 @@ packages=(
   lz4 zstd python3 xxd python3-lz4 python3-zstandard
   # real NBD clients and the qemu-nbd baseline (tests, benchmarks), file systems for mount tests
   libnbd-bin python3-libnbd qemu-utils fio e2fsprogs erofs-utils
+  # a real OCI registry on loopback for the lazy-loading tests, and curl to poke it
+  docker-registry curl
 )
 
 missing=()
