@@ -1,0 +1,111 @@
+// Local block cache in front of remote blobs (lazy loading, docs/design.md "Local cache").
+//
+//   reader ── CachedFile(key) ──hit──> DIR/<key>.data  (sparse, block b at b*block_size)
+//                 │    │               DIR/<key>.meta  (header + one 16-byte entry per block:
+//                 │    │                                 length, CRC32C of the data, entry CRC)
+//                 │    └─miss─> source.ReadAt (one fetch per block however many readers wait)
+//                 └──────────> CacheStore: capacity, LRU over all keys, pins, stats, prune
+//
+// Crash safety and self-verification: a block is written to the data file before its table
+// entry; every hit re-computes the CRC32C of the block and compares it with the entry. A block
+// whose bytes do not match (torn write, kill -9, bit rot, a hole punched by a crash mid-eviction)
+// or whose entry fails its own CRC is treated as missing: counted in corrupt_blocks, refetched,
+// never served. Nothing needs fsync for correctness; durability only saves refetches.
+//
+// Capacity: `used` (bytes of cached blocks plus blocks being fetched) never exceeds `capacity`.
+// A miss makes room by evicting least recently used blocks of any key (punching holes in the
+// data file); a block pinned by an in-flight read is never evicted. If no room can be made the
+// block is served straight from the source and not cached.
+//
+// Locking: one store mutex guards the in-memory tables and is never held across source reads
+// or cache-file I/O, so a slow source delays only the readers of the blocks it is fetching.
+// Recency is kept in memory only: after a restart the LRU order is the load order.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ovbd/io.h"
+#include "ovbd/status.h"
+
+namespace ovbd::cache {
+
+inline constexpr uint32_t kMinBlockSize = 4u << 10;
+inline constexpr uint32_t kMaxBlockSize = 16u << 20;
+inline constexpr uint32_t kDefaultBlockSize = 256u << 10;
+// Implementation limit: blocks per key (in-memory table size). 4 Mi blocks = 1 TiB at 256 KiB.
+inline constexpr uint64_t kMaxBlocksPerFile = 4u << 20;
+// Keys become file names: 1..kMaxKeyLength chars of [A-Za-z0-9._:-], not starting with '.'.
+inline constexpr size_t kMaxKeyLength = 160;
+
+struct CacheOptions {
+  std::string dir;           // created if missing (parent must exist)
+  uint64_t capacity = 0;     // bytes, > 0
+  uint32_t block_size = kDefaultBlockSize;  // power of two in [kMinBlockSize, kMaxBlockSize]
+};
+
+struct CacheStats {
+  uint64_t capacity = 0;
+  uint64_t used = 0;            // bytes of cached blocks + blocks being fetched
+  uint64_t hits = 0;            // blocks served from the cache file
+  uint64_t misses = 0;          // blocks fetched from a source (or waited for)
+  uint64_t fetched_bytes = 0;   // bytes read from sources
+  uint64_t evicted_bytes = 0;   // bytes evicted (capacity or Prune)
+  uint64_t corrupt_blocks = 0;  // cached blocks that failed verification and were dropped
+  size_t files = 0;             // keys known to the store
+};
+
+struct CachedFileInfo {
+  std::string key;
+  uint64_t size = 0;           // source size in bytes
+  uint64_t cached_bytes = 0;   // bytes of blocks present in the cache
+};
+
+// Returns InvalidArgument unless `key` is a valid cache key (see kMaxKeyLength).
+Status ValidateKey(const std::string& key);
+
+// The cache of one directory. Thread-safe. At most one CacheStore per directory and process
+// tree: Open takes an exclusive flock on DIR/lock (a second Open fails with Unavailable).
+// The store must outlive nothing: CachedFiles keep it alive through a shared_ptr.
+class CacheStore {
+ public:
+  // Validates options (InvalidArgument), creates the directory, locks it and loads the block
+  // tables of every key already there. Tables with another block size or a broken header are
+  // discarded (the key starts empty). If the loaded blocks exceed capacity, LRU blocks are
+  // evicted right away.
+  static Result<std::shared_ptr<CacheStore>> Open(const CacheOptions& options);
+  ~CacheStore();
+  CacheStore(const CacheStore&) = delete;
+  CacheStore& operator=(const CacheStore&) = delete;
+
+  CacheStats Stats() const;
+  // Keys with their size and cached bytes, sorted by key.
+  std::vector<CachedFileInfo> Files() const;
+  // Evicts LRU blocks until used <= target_bytes. Pinned and in-flight blocks stay, so `used`
+  // may remain above target; returns the first I/O error met while evicting.
+  Status Prune(uint64_t target_bytes);
+
+  struct Impl;  // src/cache/store_impl.h
+
+ private:
+  explicit CacheStore(std::unique_ptr<Impl> impl);
+  friend Result<std::unique_ptr<ReadableFile>> NewCachedFile(std::shared_ptr<CacheStore>,
+                                                             const std::string&,
+                                                             std::shared_ptr<const ReadableFile>);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A ReadableFile with the content of `source`, served through `store` under `key` (e.g.
+// "sha256:<hex>" of the blob). Size() and Name() are the source's. ReadAt splits a read into
+// block_size-aligned blocks; hits come from the cache file (CRC-verified), misses are fetched
+// from the source once however many readers want them, stored, then served. A source error is
+// returned as is and nothing is cached for that block. If the key was cached for a source of a
+// different size its blocks are dropped (InvalidArgument if that key is being read right now).
+// Thread-safe.
+Result<std::unique_ptr<ReadableFile>> NewCachedFile(std::shared_ptr<CacheStore> store,
+                                                    const std::string& key,
+                                                    std::shared_ptr<const ReadableFile> source);
+
+}  // namespace ovbd::cache

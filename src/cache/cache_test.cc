@@ -1,0 +1,413 @@
+// CacheStore + CachedFile against a counting, gated, failing fake source.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "ovbd/cache.h"
+#include "testutil.h"
+
+namespace ovbd::cache {
+namespace {
+
+using testing::MakeData;
+using testing::TempDir;
+
+// A source over a byte vector that counts reads, can hold reads of one offset until released
+// (a latch, not timing) and can fail reads covering one offset.
+class FakeSource final : public ReadableFile {
+ public:
+  explicit FakeSource(std::vector<uint8_t> bytes, std::string name = "fake")
+      : bytes_(std::move(bytes)), name_(std::move(name)) {}
+
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    reads_++;
+    if (offset > bytes_.size() || buf.size() > bytes_.size() - offset) return Status::OutOfRange("fake");
+    if (Covers(offset, buf.size(), gate_at_.load())) WaitForGate();
+    if (Covers(offset, buf.size(), fail_at_.load())) return Status::Unavailable("fake: injected");
+    std::memcpy(buf.data(), bytes_.data() + offset, buf.size());
+    return Status::OK();
+  }
+  uint64_t Size() const override { return bytes_.size(); }
+  const std::string& Name() const override { return name_; }
+
+  uint64_t reads() const { return reads_.load(); }
+  void FailAt(uint64_t offset) { fail_at_ = offset; }
+  void Gate(uint64_t offset) { gate_at_ = offset; }
+  void WaitUntilGated(int n) const {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return waiting_ >= n; });
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  const std::vector<uint8_t>& bytes() const { return bytes_; }
+
+ private:
+  static constexpr uint64_t kNone = ~0ull;
+  static bool Covers(uint64_t offset, size_t n, uint64_t at) { return at >= offset && at - offset < n; }
+  void WaitForGate() const {
+    std::unique_lock<std::mutex> lock(mu_);
+    waiting_++;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return open_; });
+  }
+
+  std::vector<uint8_t> bytes_;
+  std::string name_;
+  mutable std::atomic<uint64_t> reads_{0};
+  std::atomic<uint64_t> fail_at_{kNone};
+  std::atomic<uint64_t> gate_at_{kNone};
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  mutable int waiting_ = 0;
+  bool open_ = false;
+};
+
+constexpr uint32_t kBlock = 4096;
+const std::string kKey = "sha256:0123abcd";
+
+std::shared_ptr<CacheStore> OpenStore(const std::string& dir, uint64_t capacity, uint32_t bs = kBlock) {
+  auto store = CacheStore::Open({dir, capacity, bs});
+  EXPECT_TRUE(store.ok()) << store.status().ToString();
+  return store.ok() ? store.value() : nullptr;
+}
+
+std::unique_ptr<ReadableFile> Cached(std::shared_ptr<CacheStore> store, std::shared_ptr<FakeSource> src,
+                                     const std::string& key = kKey) {
+  auto f = NewCachedFile(std::move(store), key, std::move(src));
+  EXPECT_TRUE(f.ok()) << f.status().ToString();
+  return f.ok() ? std::move(f).value() : nullptr;
+}
+
+std::vector<uint8_t> Read(const ReadableFile& f, uint64_t offset, size_t n) {
+  std::vector<uint8_t> out(n);
+  Status s = f.ReadAt(offset, out);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+std::vector<uint8_t> Slice(const FakeSource& src, uint64_t offset, size_t n) {
+  return {src.bytes().begin() + offset, src.bytes().begin() + offset + n};
+}
+
+uint64_t AllocatedBytes(const std::string& path) {
+  struct stat st {};
+  EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+  return static_cast<uint64_t>(st.st_blocks) * 512;
+}
+
+void PatchFile(const std::string& path, uint64_t offset, std::vector<uint8_t> bytes) {
+  auto f = OpenRandomRWFile(path, {});
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE((*f)->WriteAt(offset, bytes).ok());
+}
+
+TEST(CacheStore, RandomReadsOfAnyAlignmentMatchSource) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(1, 300 * 1024 + 123));
+  auto f = Cached(OpenStore(dir.path(), 1 << 20), src);
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 300; i++) {
+    uint64_t off = rng() % src->Size();
+    size_t n = static_cast<size_t>(rng() % std::min<uint64_t>(20000, src->Size() - off + 1));
+    ASSERT_EQ(Read(*f, off, n), Slice(*src, off, n)) << "offset " << off << " length " << n;
+  }
+  EXPECT_EQ(Read(*f, 0, src->Size()), src->bytes());
+  EXPECT_EQ(f->Size(), src->Size());
+  std::vector<uint8_t> past(2);
+  EXPECT_EQ(f->ReadAt(src->Size() - 1, past).code(), Code::kOutOfRange);
+}
+
+TEST(CacheStore, SecondReadIsAHit) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(2, 64 * 1024));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  Read(*f, 5000, 10000);  // blocks 1..3
+  EXPECT_EQ(src->reads(), 3u);
+  EXPECT_EQ(Read(*f, 5000, 10000), Slice(*src, 5000, 10000));
+  EXPECT_EQ(src->reads(), 3u);
+  CacheStats s = store->Stats();
+  EXPECT_EQ(s.misses, 3u);
+  EXPECT_EQ(s.hits, 3u);
+  EXPECT_EQ(s.fetched_bytes, 3u * kBlock);
+  EXPECT_EQ(s.used, 3u * kBlock);
+}
+
+TEST(CacheStore, ConcurrentMissesOnOneBlockFetchOnce) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(3, 64 * 1024));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  src->Gate(kBlock);
+  constexpr int kThreads = 8;
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int i = 0; i < kThreads; i++) {
+    threads.emplace_back([&, i] {
+      if (Read(*f, kBlock + 100 * i, 500) == Slice(*src, kBlock + 100 * i, 500)) good++;
+    });
+  }
+  src->WaitUntilGated(1);
+  while (store->Stats().misses < kThreads) std::this_thread::yield();  // all are waiting
+  src->Release();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), kThreads);
+  EXPECT_EQ(src->reads(), 1u);
+}
+
+TEST(CacheStore, CapHoldsUnderWorkloadFourTimesTheCap) {
+  TempDir dir;
+  const uint64_t cap = 16 * kBlock;
+  auto src = std::make_shared<FakeSource>(MakeData(4, 4 * cap));
+  auto store = OpenStore(dir.path(), cap);
+  auto f = Cached(store, src);
+  std::mt19937_64 rng(9);
+  for (int i = 0; i < 400; i++) {
+    uint64_t off = rng() % (src->Size() - 9000);
+    ASSERT_EQ(Read(*f, off, 9000), Slice(*src, off, 9000));
+    ASSERT_LE(store->Stats().used, cap);
+  }
+  CacheStats s = store->Stats();
+  EXPECT_GT(s.evicted_bytes, 0u);
+  EXPECT_EQ(store->Files().at(0).cached_bytes, s.used);
+  EXPECT_LE(AllocatedBytes(dir.Join(kKey + ".data")), cap);
+}
+
+TEST(CacheStore, InFlightBlockIsNotEvicted) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(5, 8 * kBlock));
+  auto store = OpenStore(dir.path(), kBlock);  // room for exactly one block
+  auto f = Cached(store, src);
+  src->Gate(0);
+  std::thread slow([&] { EXPECT_EQ(Read(*f, 0, kBlock), Slice(*src, 0, kBlock)); });
+  src->WaitUntilGated(1);
+  // No room and the only candidate is in flight: served from the source, not cached.
+  EXPECT_EQ(Read(*f, 3 * kBlock, kBlock), Slice(*src, 3 * kBlock, kBlock));
+  EXPECT_EQ(store->Stats().used, kBlock);
+  src->Release();
+  slow.join();
+  uint64_t reads = src->reads();
+  Read(*f, 0, kBlock);
+  EXPECT_EQ(src->reads(), reads);  // block 0 survived
+}
+
+TEST(CacheStore, RestartKeepsCachedBlocks) {
+  TempDir dir;
+  auto bytes = MakeData(6, 10 * kBlock + 77);
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    Read(*Cached(store, std::make_shared<FakeSource>(bytes)), 0, bytes.size());
+  }
+  auto src = std::make_shared<FakeSource>(bytes);
+  auto store = OpenStore(dir.path(), 1 << 20);
+  ASSERT_EQ(store->Files().size(), 1u);
+  EXPECT_EQ(store->Files()[0].key, kKey);
+  EXPECT_EQ(store->Files()[0].cached_bytes, bytes.size());
+  EXPECT_EQ(store->Stats().used, bytes.size());
+  EXPECT_EQ(Read(*Cached(store, src), 0, bytes.size()), bytes);
+  EXPECT_EQ(src->reads(), 0u);
+  EXPECT_EQ(store->Stats().hits, 11u);
+}
+
+TEST(CacheStore, RestartWithSmallerCapacityEvicts) {
+  TempDir dir;
+  auto bytes = MakeData(7, 10 * kBlock);
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    Read(*Cached(store, std::make_shared<FakeSource>(bytes)), 0, bytes.size());
+  }
+  auto store = OpenStore(dir.path(), 4 * kBlock);
+  EXPECT_EQ(store->Stats().used, 4u * kBlock);
+  EXPECT_EQ(Read(*Cached(store, std::make_shared<FakeSource>(bytes)), 0, bytes.size()), bytes);
+}
+
+TEST(CacheStore, FlippedDataByteIsDetectedAndRefetched) {
+  TempDir dir;
+  auto bytes = MakeData(8, 6 * kBlock);
+  auto src = std::make_shared<FakeSource>(bytes);
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  Read(*f, 0, bytes.size());
+  PatchFile(dir.Join(kKey + ".data"), 2 * kBlock + 17, {static_cast<uint8_t>(bytes[2 * kBlock + 17] ^ 0x20)});
+  EXPECT_EQ(Read(*f, 0, bytes.size()), bytes);
+  EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
+  EXPECT_EQ(src->reads(), 7u);  // 6 + the refetch
+  EXPECT_EQ(Read(*f, 2 * kBlock, kBlock), Slice(*src, 2 * kBlock, kBlock));  // repaired
+  EXPECT_EQ(src->reads(), 7u);
+}
+
+TEST(CacheStore, CrashLeftoversAreNeverServed) {
+  TempDir dir;
+  auto bytes = MakeData(9, 6 * kBlock);
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    Read(*Cached(store, std::make_shared<FakeSource>(bytes)), 0, bytes.size());
+  }
+  // Torn entry of block 1; block 3's data lost (a hole) under a present entry; block 4's data
+  // half written.
+  PatchFile(dir.Join(kKey + ".meta"), 32 + 16 * 1 + 8, std::vector<uint8_t>(8, 0));
+  PatchFile(dir.Join(kKey + ".data"), 3 * kBlock, std::vector<uint8_t>(kBlock, 0));
+  PatchFile(dir.Join(kKey + ".data"), 4 * kBlock + 2048, MakeData(99, 2048));
+  auto src = std::make_shared<FakeSource>(bytes);
+  auto store = OpenStore(dir.path(), 1 << 20);
+  EXPECT_EQ(store->Stats().corrupt_blocks, 1u);  // the torn entry, found at load
+  EXPECT_EQ(Read(*Cached(store, src), 0, bytes.size()), bytes);
+  EXPECT_EQ(store->Stats().corrupt_blocks, 3u);
+  EXPECT_EQ(src->reads(), 3u);
+}
+
+TEST(CacheStore, BrokenHeaderOrOtherBlockSizeStartsEmpty) {
+  TempDir dir;
+  auto bytes = MakeData(10, 4 * kBlock);
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    Read(*Cached(store, std::make_shared<FakeSource>(bytes)), 0, bytes.size());
+    Read(*Cached(store, std::make_shared<FakeSource>(bytes), "other"), 0, bytes.size());
+  }
+  PatchFile(dir.Join("other.meta"), 0, {'X'});
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    ASSERT_EQ(store->Files().size(), 1u);
+    EXPECT_EQ(store->Files()[0].key, kKey);
+  }
+  auto store = OpenStore(dir.path(), 1 << 20, 2 * kBlock);
+  EXPECT_EQ(store->Files().size(), 0u);
+  auto src = std::make_shared<FakeSource>(bytes);
+  EXPECT_EQ(Read(*Cached(store, src), 0, bytes.size()), bytes);
+  EXPECT_EQ(src->reads(), 2u);
+}
+
+TEST(CacheStore, SourceErrorPropagatesAndNothingIsCached) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(11, 4 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  src->FailAt(kBlock + 5);
+  std::vector<uint8_t> buf(3 * kBlock);
+  EXPECT_EQ(f->ReadAt(0, buf).code(), Code::kUnavailable);
+  EXPECT_EQ(store->Stats().used, kBlock);  // only block 0
+  src->FailAt(~0ull);
+  EXPECT_EQ(Read(*f, kBlock, kBlock), Slice(*src, kBlock, kBlock));
+  EXPECT_EQ(store->Stats().used, 2u * kBlock);
+}
+
+TEST(CacheStore, WaitersOfAFailedFetchGetTheError) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(12, 4 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  src->Gate(0);
+  src->FailAt(1);  // checked after the gate: the fetch fails once released
+  std::vector<Code> codes(2);
+  auto reader = [&](int i) {
+    std::vector<uint8_t> buf(kBlock);
+    codes[i] = f->ReadAt(0, buf).code();
+  };
+  std::thread fetcher(reader, 0);
+  src->WaitUntilGated(1);
+  std::thread waiter(reader, 1);
+  while (store->Stats().misses < 2) std::this_thread::yield();
+  src->Release();
+  fetcher.join();
+  waiter.join();
+  EXPECT_EQ(codes[0], Code::kUnavailable);
+  EXPECT_EQ(codes[1], Code::kUnavailable);
+  EXPECT_EQ(src->reads(), 1u);
+  EXPECT_EQ(store->Stats().used, 0u);
+  EXPECT_EQ(store->Files()[0].cached_bytes, 0u);
+}
+
+TEST(CacheStore, SlowSourceDoesNotBlockOtherFilesOrHits) {
+  TempDir dir;
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto fast_src = std::make_shared<FakeSource>(MakeData(13, 4 * kBlock));
+  auto slow_src = std::make_shared<FakeSource>(MakeData(14, 4 * kBlock));
+  auto fast = Cached(store, fast_src, "fast");
+  auto slow = Cached(store, slow_src, "slow");
+  Read(*fast, 0, 2 * kBlock);
+  Read(*slow, 0, kBlock);
+  slow_src->Gate(2 * kBlock);
+  std::thread t([&] { Read(*slow, 2 * kBlock, kBlock); });
+  slow_src->WaitUntilGated(1);
+  // The slow fetch is stuck: hits on both files and misses on the fast one still complete.
+  EXPECT_EQ(Read(*fast, 0, 4 * kBlock), fast_src->bytes());
+  EXPECT_EQ(Read(*slow, 0, kBlock), Slice(*slow_src, 0, kBlock));
+  EXPECT_EQ(store->Stats().files, 2u);
+  slow_src->Release();
+  t.join();
+}
+
+TEST(CacheStore, PruneEvictsAndPunchesHoles) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(15, 32 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  Read(*f, 0, src->Size());
+  ASSERT_TRUE(store->Prune(10 * kBlock).ok());
+  EXPECT_LE(store->Stats().used, 10u * kBlock);
+  ASSERT_TRUE(store->Prune(0).ok());
+  EXPECT_EQ(store->Stats().used, 0u);
+  EXPECT_EQ(store->Stats().evicted_bytes, 32u * kBlock);
+  EXPECT_EQ(AllocatedBytes(dir.Join(kKey + ".data")), 0u);
+  EXPECT_EQ(Read(*f, 0, src->Size()), src->bytes());
+  EXPECT_EQ(src->reads(), 64u);
+}
+
+TEST(CacheStore, SourceOfAnotherSizeResetsTheKey) {
+  TempDir dir;
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto a = std::make_shared<FakeSource>(MakeData(16, 3 * kBlock));
+  auto b = std::make_shared<FakeSource>(MakeData(17, 5 * kBlock));
+  {
+    auto f = Cached(store, a);
+    Read(*f, 0, a->Size());
+    EXPECT_EQ(NewCachedFile(store, kKey, b).status().code(), Code::kInvalidArgument);  // open
+  }
+  EXPECT_EQ(Read(*Cached(store, b), 0, b->Size()), b->bytes());
+  EXPECT_EQ(store->Stats().used, 5u * kBlock);
+}
+
+TEST(CacheStore, RejectInvalidOptions) {
+  TempDir dir;
+  EXPECT_EQ(CacheStore::Open({"", 1 << 20, kBlock}).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(CacheStore::Open({dir.path(), 0, kBlock}).status().code(), Code::kInvalidArgument);
+  for (uint32_t bs : {0u, 2048u, 3u << 12, 32u << 20}) {
+    EXPECT_EQ(CacheStore::Open({dir.path(), 1 << 20, bs}).status().code(), Code::kInvalidArgument) << bs;
+  }
+  EXPECT_FALSE(CacheStore::Open({dir.Join("no/such/parent"), 1 << 20, kBlock}).ok());
+}
+
+TEST(CacheStore, SecondStoreOnOneDirectoryIsRefused) {
+  TempDir dir;
+  auto store = OpenStore(dir.path(), 1 << 20);
+  EXPECT_EQ(CacheStore::Open({dir.path(), 1 << 20, kBlock}).status().code(), Code::kUnavailable);
+  store.reset();
+  EXPECT_TRUE(CacheStore::Open({dir.path(), 1 << 20, kBlock}).ok());
+}
+
+TEST(CacheStore, RejectInvalidKeysAndArguments) {
+  TempDir dir;
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto src = std::make_shared<FakeSource>(MakeData(18, kBlock));
+  for (std::string key : {std::string(), std::string(".."), std::string("../x"), std::string("a/b"),
+                          std::string(".hidden"), std::string("a b"), std::string("a\0b", 3),
+                          std::string(kMaxKeyLength + 1, 'a')}) {
+    EXPECT_EQ(NewCachedFile(store, key, src).status().code(), Code::kInvalidArgument) << key;
+  }
+  EXPECT_TRUE(ValidateKey("sha256:" + std::string(64, 'f')).ok());
+  EXPECT_EQ(NewCachedFile(nullptr, kKey, src).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(NewCachedFile(store, kKey, nullptr).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(store->Files().size(), 0u);
+}
+
+}  // namespace
+}  // namespace ovbd::cache

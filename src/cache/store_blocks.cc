@@ -1,0 +1,137 @@
+// The per-block state machine of the cache store (see store_impl.h). The store mutex is held
+// only for in-memory transitions; cache-file I/O and source reads happen outside it.
+#include <algorithm>
+
+#include "cache/block_table.h"
+#include "cache/store_impl.h"
+
+namespace ovbd::cache {
+
+void Flight::Finish(Status s) {
+  std::lock_guard<std::mutex> lock(mu);
+  status = std::move(s);
+  done = true;
+  cv.notify_all();
+}
+
+Status Flight::Wait() {
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [this] { return done; });
+  return status;
+}
+
+uint64_t CacheStore::Impl::BlockLength(const KeyEntry& e, uint64_t block) const {
+  uint64_t start = block * options.block_size;
+  return std::min<uint64_t>(options.block_size, e.size - start);
+}
+
+BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
+  std::lock_guard<std::mutex> lock(mu);
+  BlockSlot& slot = e->blocks[block];
+  BlockStep step;
+  if (slot.state == BlockState::kPresent) {
+    slot.pins++;
+    lru.splice(lru.end(), lru, slot.lru);
+    step.kind = BlockStep::kHit;
+    step.crc = slot.crc;
+    return step;
+  }
+  stats.misses++;
+  if (slot.state == BlockState::kFetching) {
+    step.kind = BlockStep::kWait;
+    step.flight = slot.flight;
+    return step;
+  }
+  uint64_t length = BlockLength(*e, block);
+  if (slot.state == BlockState::kEvicting || !PickVictimsLocked(length, &step.victims)) {
+    return step;  // kBypass
+  }
+  stats.used += length;
+  slot.state = BlockState::kFetching;
+  slot.length = static_cast<uint32_t>(length);
+  slot.flight = std::make_shared<Flight>();
+  step.kind = BlockStep::kFetch;
+  step.flight = slot.flight;
+  return step;
+}
+
+bool CacheStore::Impl::PickVictimsLocked(uint64_t need, std::vector<BlockRef>* victims) {
+  if (need > options.capacity) return false;
+  uint64_t freed = 0;
+  std::vector<std::list<BlockRef>::iterator> picked;
+  for (auto it = lru.begin(); it != lru.end() && stats.used - freed + need > options.capacity; ++it) {
+    const BlockSlot& slot = it->key->blocks[it->block];
+    if (slot.pins > 0) continue;
+    picked.push_back(it);
+    freed += slot.length;
+  }
+  if (stats.used - freed + need > options.capacity) return false;
+  for (auto it : picked) {
+    BlockSlot& slot = it->key->blocks[it->block];
+    slot.state = BlockState::kEvicting;
+    victims->push_back(*it);
+    lru.erase(it);
+  }
+  stats.used -= freed;
+  return true;
+}
+
+void CacheStore::Impl::EndHit(KeyEntry* e, uint64_t block, bool verified) {
+  std::lock_guard<std::mutex> lock(mu);
+  BlockSlot& slot = e->blocks[block];
+  slot.pins--;
+  if (verified) {
+    stats.hits++;
+    return;
+  }
+  stats.corrupt_blocks++;
+  if (slot.state != BlockState::kPresent) return;  // another reader already dropped it
+  // Dropped in memory only: the refetch overwrites data and entry; until then the stale entry
+  // on disk still fails verification after a restart.
+  lru.erase(slot.lru);
+  slot.state = BlockState::kAbsent;
+  stats.used -= slot.length;
+  e->cached_bytes -= slot.length;
+}
+
+void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& status,
+                                   uint32_t crc, bool stored) {
+  std::shared_ptr<Flight> flight;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    BlockSlot& slot = e->blocks[block];
+    flight = std::move(slot.flight);
+    if (status.ok()) stats.fetched_bytes += slot.length;
+    if (stored) {
+      slot.state = BlockState::kPresent;
+      slot.crc = crc;
+      slot.lru = lru.insert(lru.end(), BlockRef{e, block});
+      e->cached_bytes += slot.length;
+    } else {
+      slot.state = BlockState::kAbsent;
+      stats.used -= slot.length;
+    }
+  }
+  flight->Finish(status);
+}
+
+Status CacheStore::Impl::Evict(const std::vector<BlockRef>& victims) {
+  Status first;
+  for (const BlockRef& v : victims) {
+    // Entry first: a crash between the two leaves an absent entry over stale bytes (harmless);
+    // the other order would leave a present entry over a hole, which verification also catches.
+    EntryBytes zero{};
+    Status s = v.key->meta->WriteAt(EntryOffset(v.block), zero);
+    uint64_t length = BlockLength(*v.key, v.block);
+    if (s.ok()) s = v.key->data->Trim(v.block * options.block_size, length);
+    if (first.ok() && !s.ok()) first = s.WithContext("cache: evicting " + v.key->key);
+    std::lock_guard<std::mutex> lock(mu);
+    BlockSlot& slot = v.key->blocks[v.block];
+    slot.state = BlockState::kAbsent;
+    v.key->cached_bytes -= slot.length;
+    stats.evicted_bytes += slot.length;
+  }
+  return first;
+}
+
+}  // namespace ovbd::cache

@@ -1,0 +1,112 @@
+// Internals of CacheStore shared by cache_store.cc, store_blocks.cc and cached_file.cc.
+//
+// Block state machine (guarded by Impl::mu; transitions under the lock, I/O outside it):
+//
+//   kAbsent ──Begin (miss, room reserved)──> kFetching ──FinishFetch ok──> kPresent
+//      ^                                        │ error                       │ LRU victim
+//      └────────────────────────────────────────┘       kEvicting <───────────┘ (pins == 0)
+//      └──────────────── Evict done (entry cleared, hole punched) ─────┘
+//
+// `pins` counts readers of a present block; a pinned block is never chosen as a victim. A
+// reader that finds a block kFetching waits on its Flight; one that finds it kEvicting, or finds
+// no room, reads the source directly (bypass).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ovbd/cache.h"
+#include "ovbd/io.h"
+
+namespace ovbd::cache {
+
+// One fetch of one block, shared by the fetcher and every reader waiting for it.
+struct Flight {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Status status;              // the source's status
+  std::vector<uint8_t> data;  // the block's bytes once done and ok
+  void Finish(Status s);
+  Status Wait();              // blocks until done; returns status
+};
+
+enum class BlockState : uint8_t { kAbsent, kFetching, kPresent, kEvicting };
+
+struct KeyEntry;
+struct BlockRef {
+  KeyEntry* key;
+  uint64_t block;
+};
+
+struct BlockSlot {
+  BlockState state = BlockState::kAbsent;
+  uint32_t pins = 0;
+  uint32_t length = 0;  // of a present (or fetching: reserved) block
+  uint32_t crc = 0;
+  std::list<BlockRef>::iterator lru;  // valid while kPresent
+  std::shared_ptr<Flight> flight;     // set while kFetching
+};
+
+struct KeyEntry {
+  std::string key;
+  uint64_t size = 0;
+  std::unique_ptr<RandomRWFile> data;  // DIR/<key>.data (sparse)
+  std::unique_ptr<RandomRWFile> meta;  // DIR/<key>.meta (block_table.h)
+  std::vector<BlockSlot> blocks;
+  uint64_t cached_bytes = 0;
+  uint32_t open_files = 0;  // CachedFiles attached; a size change needs 0
+};
+
+// What a reader does for one block.
+struct BlockStep {
+  enum Kind { kHit, kFetch, kWait, kBypass } kind = kBypass;
+  uint32_t crc = 0;                 // kHit
+  std::shared_ptr<Flight> flight;   // kFetch, kWait
+  std::vector<BlockRef> victims;    // kFetch: evict these (Impl::Evict) before storing
+};
+
+struct CacheStore::Impl {
+  CacheOptions options;
+  int lock_fd = -1;
+  mutable std::mutex mu;
+  std::map<std::string, std::unique_ptr<KeyEntry>> keys;
+  std::list<BlockRef> lru;  // present blocks, least recently used first
+  CacheStats stats;         // capacity/used/files kept current under mu
+
+  ~Impl();
+  uint64_t BlockLength(const KeyEntry& e, uint64_t block) const;
+
+  // ---- store_blocks.cc: the state machine (each takes mu itself) ----
+  BlockStep Begin(KeyEntry* e, uint64_t block);
+  // Ends a hit; `verified` false drops the block (counted corrupt) so the reader refetches.
+  void EndHit(KeyEntry* e, uint64_t block, bool verified);
+  // Ends a fetch: present if `stored`, else absent; wakes the waiters with `status`.
+  void FinishFetch(KeyEntry* e, uint64_t block, const Status& status, uint32_t crc, bool stored);
+  // Clears the victims' entries and punches their holes, then marks them absent.
+  Status Evict(const std::vector<BlockRef>& victims);
+  // Under mu: picks unpinned LRU victims freeing >= `need` bytes, marks them kEvicting and
+  // subtracts them from used. Picks none (returns false) if that is impossible.
+  bool PickVictimsLocked(uint64_t need, std::vector<BlockRef>* victims);
+
+  // ---- key_entry.cc: files of a key ----
+  // Finds or creates the entry of `key` for a source of `size` bytes and counts one more open
+  // file; Detach undoes the count. Entries live as long as the store (pointers stay valid).
+  Result<KeyEntry*> Attach(const std::string& key, uint64_t size);
+  void Detach(KeyEntry* e);
+  Status ResetLocked(KeyEntry* e, uint64_t size);
+  Status LoadExisting();
+  std::string PathOf(const std::string& key, const char* suffix) const;
+  Result<std::unique_ptr<KeyEntry>> CreateEntry(const std::string& key, uint64_t size);
+  Result<std::unique_ptr<KeyEntry>> LoadEntry(const std::string& key);
+  Status LoadTable(KeyEntry* e);
+  void AddEntryLocked(std::unique_ptr<KeyEntry> e);
+};
+
+}  // namespace ovbd::cache
