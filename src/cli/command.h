@@ -43,5 +43,6 @@ void AddServeCommand(CLI::App& parent, Commands* commands);
 void AddCtlCommand(CLI::App& parent, Commands* commands);
 void AddAttachCommand(CLI::App& parent, Commands* commands);
 void AddDetachCommand(CLI::App& parent, Commands* commands);
+void AddPushCommand(CLI::App& parent, Commands* commands);
 
 }  // namespace ovbd::cli

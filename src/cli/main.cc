@@ -65,6 +65,7 @@ void Register(CLI::App& app, Commands* commands) {
   AddCtlCommand(app, commands);
   AddAttachCommand(app, commands);
   AddDetachCommand(app, commands);
+  AddPushCommand(app, commands);
 }
 
 // CLI11 prints the footer without a final newline.
