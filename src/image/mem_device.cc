@@ -125,12 +125,6 @@ Result<std::vector<Extent>> MemDevice::Extents(uint64_t offset, uint64_t length)
 
 }  // namespace
 
-Result<std::vector<Extent>> BlockDevice::FirstExtents(uint64_t offset, uint64_t length, size_t max_extents) {
-  OVBD_ASSIGN_OR_RETURN(std::vector<Extent> all, Extents(offset, length));
-  if (max_extents > 0 && all.size() > max_extents) all.resize(max_extents);
-  return all;
-}
-
 std::unique_ptr<BlockDevice> NewMemDevice(uint64_t size, bool writable, const std::string& name) {
   return std::make_unique<MemDevice>(size, writable, name);
 }
