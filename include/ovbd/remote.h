@@ -35,7 +35,10 @@ struct RemoteOptions {
   unsigned retries = 4;          // extra attempts on 5xx/429/connection errors (0..16)
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds io_timeout{30000};  // whole-request timeout
-  std::chrono::milliseconds backoff{100};       // first retry delay; doubles each retry
+  std::chrono::milliseconds backoff{100};       // first retry delay; doubles each retry (<= 2 s)
+  // Keep retrying an unreachable/failing registry until this much time has passed since a
+  // request's first attempt (then Unavailable: the reader sees EIO). 0 = `retries` only.
+  std::chrono::milliseconds retry_for{0};
   bool insecure = false;         // skip TLS certificate verification
 };
 

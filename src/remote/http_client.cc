@@ -2,9 +2,10 @@
 // is decided per hop (CURLOPT_UNRESTRICTED_AUTH semantics are not enough with a custom header).
 #include "remote/http_client.h"
 
+#include <algorithm>
+
 #include <curl/curl.h>
 
-#include <algorithm>
 #include <thread>
 
 namespace ovbd::remote {
@@ -114,6 +115,7 @@ Status CheckOptions(const RemoteOptions& o) {
   if (o.retries > 16) return Status::InvalidArgument("retries must be 0..16");
   if (o.connect_timeout.count() <= 0 || o.io_timeout.count() <= 0) return Status::InvalidArgument("timeouts must be > 0");
   if (o.backoff.count() < 0 || o.backoff.count() > 60000) return Status::InvalidArgument("backoff must be 0..60000 ms");
+  if (o.retry_for.count() < 0 || o.retry_for.count() > 86400000) return Status::InvalidArgument("retry_for must be 0..86400 s");
   return Status::OK();
 }
 
@@ -166,7 +168,8 @@ Result<Response> HttpClient::Once(const Request& r, const std::string& authoriza
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options_.connect_timeout.count()));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.io_timeout.count()));
+  auto timeout = r.timeout.count() > 0 ? r.timeout : options_.io_timeout;
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   if (!options_.proxy.empty()) curl_easy_setopt(c, CURLOPT_PROXY, options_.proxy.c_str());
   if (options_.insecure) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -248,21 +251,35 @@ Result<Response> HttpClient::FollowRedirects(Request request, bool* sent) {
                          std::to_string(kMaxRedirects) + " redirects");
 }
 
+// Retries: `retries` extra attempts, and with retry_for > 0 more until that much time has passed
+// since the first attempt (each attempt's timeout clamped to the time left, backoff capped at 2 s).
 Result<Response> HttpClient::Send(const Request& request) {
-  const unsigned attempts = options_.retries + 1;
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + options_.retry_for;
+  const auto left = [&] { return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()); };
   std::string cause;
-  for (unsigned attempt = 0; attempt < attempts; ++attempt) {
-    if (attempt > 0) std::this_thread::sleep_for(options_.backoff * (1u << std::min(attempt - 1, 10u)));
+  unsigned attempt = 0;
+  for (;; ++attempt) {
+    bool window = options_.retry_for.count() > 0;
+    if (attempt > options_.retries && (!window || left().count() <= 0)) break;
+    if (attempt > 0) {
+      auto pause = std::min<std::chrono::milliseconds>(options_.backoff * (1u << std::min(attempt - 1, 10u)),
+                                                       std::chrono::milliseconds(2000));
+      if (window && attempt > options_.retries) pause = std::min(pause, std::max(left(), std::chrono::milliseconds(0)));
+      std::this_thread::sleep_for(pause);
+    }
+    Request req = request;
+    if (window) req.timeout = std::clamp(left(), std::chrono::milliseconds(1000), options_.io_timeout);
     bool sent = false;
-    auto r = FollowRedirects(request, &sent);
+    auto r = FollowRedirects(req, &sent);
     if (r.ok() && !IsRetryableStatus(r->status)) return r;
     if (!r.ok() && r.status().code() != Code::kUnavailable) return r;
     cause = r.ok() ? request.method + " " + request.url.ToString() + ": HTTP " + std::to_string(r->status)
                    : r.status().message();
     bool idempotent = request.method == "GET" || request.method == "HEAD" || request.method == "PUT";
-    if (!idempotent && sent) break;
+    if (!idempotent && sent) { ++attempt; break; }
   }
-  return Status::Unavailable(cause + " (after " + std::to_string(attempts) + " attempts)");
+  return Status::Unavailable(cause + " (after " + std::to_string(attempt) + " attempts)");
 }
 
 }  // namespace ovbd::remote

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,8 @@ struct Request {
   const ReadableFile* upload_src = nullptr;
   uint64_t upload_offset = 0;
   uint64_t upload_length = 0;
+  // Whole-request timeout of one attempt; 0 = RemoteOptions::io_timeout.
+  std::chrono::milliseconds timeout{0};
 };
 
 struct Response {
