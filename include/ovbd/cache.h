@@ -43,11 +43,14 @@ inline constexpr size_t kMaxKeyLength = 160;
 struct CacheOptions {
   std::string dir;           // created if missing (parent must exist)
   uint64_t capacity = 0;     // bytes, > 0
-  uint32_t block_size = kDefaultBlockSize;  // power of two in [kMinBlockSize, kMaxBlockSize]
+  // Power of two in [kMinBlockSize, kMaxBlockSize]; 0 = the block size of the tables already in
+  // `dir` (the default if there are none). Tables of another block size are discarded on Open.
+  uint32_t block_size = kDefaultBlockSize;
 };
 
 struct CacheStats {
   uint64_t capacity = 0;
+  uint32_t block_size = 0;
   uint64_t used = 0;            // bytes of cached blocks + blocks being fetched
   uint64_t hits = 0;            // blocks served from the cache file
   uint64_t misses = 0;          // blocks fetched from a source (or waited for)

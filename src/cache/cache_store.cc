@@ -2,11 +2,13 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 
+#include "cache/block_table.h"
 #include "cache/store_impl.h"
 
 namespace ovbd::cache {
@@ -20,8 +22,8 @@ bool KeyChar(char c) {
 Status ValidateOptions(const CacheOptions& o) {
   if (o.dir.empty()) return Status::InvalidArgument("cache: empty directory");
   if (o.capacity == 0) return Status::InvalidArgument("cache: capacity must be > 0");
-  if (o.block_size < kMinBlockSize || o.block_size > kMaxBlockSize ||
-      (o.block_size & (o.block_size - 1)) != 0) {
+  if (o.block_size != 0 && (o.block_size < kMinBlockSize || o.block_size > kMaxBlockSize ||
+                            (o.block_size & (o.block_size - 1)) != 0)) {
     return Status::InvalidArgument("cache: block size " + std::to_string(o.block_size) +
                                    " is not a power of two in [4 KiB, 16 MiB]");
   }
@@ -43,6 +45,30 @@ Result<int> LockDirectory(const std::string& dir) {
     return Status::FromErrno(err, "cache: flock " + path);
   }
   return fd;
+}
+
+// The block size of the first readable table in `dir` (block_size 0 = adopt), else the default.
+uint32_t AdoptBlockSize(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return kDefaultBlockSize;
+  uint32_t found = 0;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name.size() <= 5 || !name.ends_with(".meta") || name[0] == '.') continue;
+    int fd = ::open((dir + "/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    HeaderBytes hb{};
+    bool full = ::pread(fd, hb.data(), hb.size(), 0) == static_cast<ssize_t>(hb.size());
+    ::close(fd);
+    auto header = full ? DecodeHeader(hb) : Result<TableHeader>(Status::Corruption("short"));
+    if (header.ok() && header->block_size >= kMinBlockSize && header->block_size <= kMaxBlockSize &&
+        (header->block_size & (header->block_size - 1)) == 0) {
+      found = header->block_size;
+      break;
+    }
+  }
+  ::closedir(d);
+  return found != 0 ? found : kDefaultBlockSize;
 }
 
 }  // namespace
@@ -68,6 +94,8 @@ Result<std::shared_ptr<CacheStore>> CacheStore::Open(const CacheOptions& options
   impl->options = options;
   impl->stats.capacity = options.capacity;
   OVBD_ASSIGN_OR_RETURN(impl->lock_fd, LockDirectory(options.dir));
+  if (impl->options.block_size == 0) impl->options.block_size = AdoptBlockSize(options.dir);
+  impl->stats.block_size = impl->options.block_size;
   OVBD_RETURN_IF_ERROR(impl->LoadExisting());
   std::shared_ptr<CacheStore> store(new CacheStore(std::move(impl)));
   OVBD_RETURN_IF_ERROR(store->Prune(options.capacity));

@@ -380,10 +380,31 @@ TEST(CacheStore, RejectInvalidOptions) {
   TempDir dir;
   EXPECT_EQ(CacheStore::Open({"", 1 << 20, kBlock}).status().code(), Code::kInvalidArgument);
   EXPECT_EQ(CacheStore::Open({dir.path(), 0, kBlock}).status().code(), Code::kInvalidArgument);
-  for (uint32_t bs : {0u, 2048u, 3u << 12, 32u << 20}) {
+  for (uint32_t bs : {2048u, 3u << 12, 32u << 20}) {
     EXPECT_EQ(CacheStore::Open({dir.path(), 1 << 20, bs}).status().code(), Code::kInvalidArgument) << bs;
   }
   EXPECT_FALSE(CacheStore::Open({dir.Join("no/such/parent"), 1 << 20, kBlock}).ok());
+}
+
+TEST(CacheStore, BlockSizeZeroAdoptsTheTablesAlreadyThere) {
+  TempDir dir;
+  {
+    auto empty = CacheStore::Open({dir.path(), 1 << 20, 0});
+    ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+    EXPECT_EQ((*empty)->Stats().block_size, kDefaultBlockSize);  // nothing there: the default
+  }
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);  // block size kBlock
+    auto src = std::make_shared<FakeSource>(MakeData(18, 3 * kBlock));
+    auto file = NewCachedFile(store, "k", src);
+    ASSERT_TRUE(file.ok());
+    std::vector<uint8_t> buf(3 * kBlock);
+    ASSERT_TRUE((*file)->ReadAt(0, buf).ok());
+  }
+  auto adopted = CacheStore::Open({dir.path(), 1 << 20, 0});
+  ASSERT_TRUE(adopted.ok()) << adopted.status().ToString();
+  EXPECT_EQ((*adopted)->Stats().block_size, kBlock);
+  EXPECT_EQ((*adopted)->Stats().used, 3 * kBlock);  // kept, not discarded
 }
 
 TEST(CacheStore, SecondStoreOnOneDirectoryIsRefused) {
