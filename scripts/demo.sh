@@ -5,7 +5,9 @@
 # written with dd, then merge the layers and verify again; serve the stack over NBD with a writable
 # layer, write through it with qemu-io, commit those writes as a fourth layer and verify again;
 # build an ext4 file system into a layer, attach it as /dev/loopN, mount it, write, detach,
-# commit, and mount the 2-layer result read-only to compare the trees.
+# commit, and mount the 2-layer result read-only to compare the trees. Lazy loading: push the
+# layers to a local registry (docker-registry), serve them from there through a local cache,
+# then again from the cache alone with the registry stopped.
 # Usage: scripts/demo.sh [OVBD_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,6 +109,30 @@ serve "$work/layer0.zfile" "$work/layer1.tar" "$work/layer2.lsmt" "$work/layer3.
 qemu-img compare -q -f raw -F raw "$model" "$uri"
 echo "    4-layer export == model"
 stop_server
+
+step "lazy loading: push the 4 layers to a local registry, serve them from there through a cache"
+if ! command -v docker-registry >/dev/null; then
+  echo "    skipped: docker-registry is not installed (scripts/install-deps.sh installs it)"
+else
+  registry=$(bash scripts/registry.sh start "$work/registry")
+  trap 'kill "$server" 2>/dev/null; bash scripts/registry.sh stop "$work/registry"; rm -rf "$work"' EXIT
+  "$ovbd" push -q --to "http://$registry/demo/app" --config-out "$work/registry.json" \
+    "$work/layer0.zfile" "$work/layer1.tar" "$work/layer2.lsmt" "$work/layer3.zfile"
+  sed 's/^/    /' "$work/registry.json"
+  serve --config "$work/registry.json" --cache-dir "$work/cache" --cache-size 256M \
+    --record-trace "$work/startup.trace"
+  qemu-img compare -q -f raw -F raw "$model" "$uri"
+  "$ovbd" ctl "$work/nbd.sock.ctl" status | grep -E '"(fetched_bytes|hits|misses)"' | sed 's/^ */    /'
+  stop_server
+  echo "    registry-backed export == model; trace of $(grep -c '^r ' "$work/startup.trace") ranges recorded"
+  bash scripts/registry.sh stop "$work/registry"
+  serve --config "$work/registry.json" --cache-dir "$work/cache"
+  qemu-img compare -q -f raw -F raw "$model" "$uri"
+  stop_server
+  echo "    registry stopped: served from the cache, still == model"
+  "$ovbd" cache status --cache-dir "$work/cache" | sed 's/^/    /'
+  trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+fi
 
 step "an ext4 file system as a layer: attach it as /dev/loopN, mount, write, detach, commit"
 if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ] || ! command -v mkfs.ext4 >/dev/null; then

@@ -248,7 +248,11 @@ TEST(ImageConfigTest, ParsesLowersUpperAndResult) {
       "resultFile": "result", "download": {"enable": false}, "someFutureKey": [1, 2]})",
                                    "/base");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->lowers, (std::vector<std::string>{"/abs/l0", "/base/rel/l1"}));
+  ASSERT_EQ(c->lowers.size(), 2u);
+  EXPECT_EQ(c->lowers[0].file, "/abs/l0");
+  EXPECT_EQ(c->lowers[1].file, "/base/rel/l1");
+  EXPECT_FALSE(c->HasRemoteLowers());
+  EXPECT_EQ(c->repo_blob_url, "https://example/v2/x/blobs");
   ASSERT_TRUE(c->upper.has_value());
   EXPECT_EQ(c->upper->data, "/base/up.data");
   EXPECT_EQ(c->upper->index, "/abs/up.index");
@@ -282,11 +286,31 @@ TEST(ImageConfigTest, WrongTypesNameTheKey) {
   ExpectInvalid(R"({"lowers": [)", "invalid JSON");
 }
 
-TEST(ImageConfigTest, RemoteLowersAreNotSupportedYet) {
-  auto c = image::ParseImageConfig(R"({"lowers": [{"digest": "sha256:ab", "size": 1}]})", "/base");
-  ASSERT_FALSE(c.ok());
-  EXPECT_EQ(c.status().code(), Code::kNotSupported);
-  EXPECT_NE(c.status().message().find("lowers[0]"), std::string::npos);
+TEST(ImageConfigTest, RemoteLowersNeedADigestAndARepoBlobUrl) {
+  const std::string digest = "sha256:" + std::string(64, 'a');
+  auto c = image::ParseImageConfig(R"({"repoBlobUrl": "http://r/v2/x/blobs", "recordTracePath": "t/trace",
+      "lowers": [{"digest": ")" + digest + R"(", "size": 123}, {"file": "l1"}]})",
+                                   "/base");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_EQ(c->lowers.size(), 2u);
+  EXPECT_EQ(c->lowers[0].file, "");
+  EXPECT_EQ(c->lowers[0].digest, digest);
+  EXPECT_EQ(c->lowers[0].size, std::optional<uint64_t>(123));
+  EXPECT_EQ(c->lowers[1].file, "/base/l1");
+  EXPECT_TRUE(c->HasRemoteLowers());
+  EXPECT_EQ(c->record_trace_path, "/base/t/trace");
+
+  ExpectInvalid(R"({"lowers": [{"digest": ")" + digest + R"("}]})", "repoBlobUrl: required");
+  ExpectInvalid(R"({"repoBlobUrl": "http://r/v2/x/blobs", "lowers": [{"digest": "sha256:ab"}]})",
+                "lowers[0].digest: expected");
+  ExpectInvalid(R"({"repoBlobUrl": "http://r/v2/x/blobs", "lowers": [{"digest": "SHA256:)" + std::string(64, 'a') +
+                    R"("}]})",
+                "lowers[0].digest");
+  ExpectInvalid(R"({"repoBlobUrl": "u", "lowers": [{"digest": ")" + digest + R"(", "size": -1}]})",
+                "lowers[0].size: expected a non-negative integer");
+  ExpectInvalid(R"({"lowers": [{}]})", "lowers[0]: needs a \"file\" or a \"digest\"");
+  ExpectInvalid(R"({"repoBlobUrl": 5})", "repoBlobUrl: expected a string");
+  ExpectInvalid(R"({"recordTracePath": []})", "recordTracePath: expected a string");
 }
 
 TEST(ImageConfigTest, RejectsMoreThan255Lowers) {
@@ -302,7 +326,8 @@ TEST(ImageConfigTest, LoadResolvesAgainstTheConfigDirectory) {
   testing::WriteFileBytes(dir.Join("config.v1.json"), std::vector<uint8_t>(text.begin(), text.end()));
   auto c = image::LoadImageConfig(dir.Join("config.v1.json"));
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->lowers, std::vector<std::string>{dir.Join("layer0")});
+  ASSERT_EQ(c->lowers.size(), 1u);
+  EXPECT_EQ(c->lowers[0].file, dir.Join("layer0"));
   EXPECT_EQ(c->result_file, dir.Join("res"));
 }
 

@@ -1,4 +1,4 @@
-// Image assembly: turning files on disk (or, later, remote blobs) into an lsmt::Image.
+// Image assembly: turning blobs (local files, or remote ones the caller opened) into an lsmt::Image.
 //
 //   path ──open──> file ──tar?──> payload ──ZFile?──> decompressed ──LSMT?──> layer
 //                                                                     └─ not LSMT: raw content
@@ -34,16 +34,32 @@ Result<Unwrapped> Unwrap(std::shared_ptr<const ReadableFile> file);
 // at the start of a larger file or device); the suffix is only taken as a length when the whole
 // string is not an existing path and LENGTH parses as a size ("64M", "4096").
 Result<Unwrapped> OpenLayerPath(const std::string& path);
+// The local file behind a layer path (PATH or PATH:LENGTH as above), not unwrapped.
+Result<std::shared_ptr<const ReadableFile>> OpenLocalBlob(const std::string& path);
+// Unwraps an opened blob and checks that it can be stacked: an LSMT layer, or a ZFile whose
+// content is not LSMT (a raw lower). Errors name `name`.
+Result<lsmt::LowerLayer> OpenLowerFile(std::shared_ptr<const ReadableFile> blob, const std::string& name);
 
 struct UpperPaths {
   std::string data;
   std::string index;
 };
 
+// One lower of a config: a local `file`, or a registry blob (`digest` under the config's
+// repoBlobUrl) when `file` is empty.
+struct LowerSpec {
+  std::string file;             // resolved path; "" = remote
+  std::string digest;           // "sha256:<64 hex>" or ""
+  std::optional<uint64_t> size; // blob size, if the config gives it
+};
+
 struct ImageConfig {
-  std::vector<std::string> lowers;  // local files, bottom first
+  std::vector<LowerSpec> lowers;    // bottom first
   std::optional<UpperPaths> upper;
   std::string result_file;          // "" = none
+  std::string repo_blob_url;        // "http[s]://host/v2/<repo>/blobs" or ""
+  std::string record_trace_path;    // recordTracePath (resolved) or ""
+  bool HasRemoteLowers() const;
 };
 
 // Parses config.v1.json text. Unknown keys are ignored; wrong types are InvalidArgument naming the
@@ -60,6 +76,9 @@ Result<std::unique_ptr<lsmt::RwLayer>> OpenUpper(const UpperPaths& paths);
 // layer after unwrapping, or a ZFile whose content is not LSMT (a compressed raw disk image,
 // stacked as a raw lower: lsmt::LowerLayer).
 Result<std::unique_ptr<lsmt::Image>> OpenImage(const std::vector<std::string>& lowers,
+                                               const std::optional<UpperPaths>& upper);
+// The same with lowers already opened (e.g. remote blobs behind a cache; OpenLowerFile).
+Result<std::unique_ptr<lsmt::Image>> OpenImage(std::vector<lsmt::LowerLayer> lowers,
                                                const std::optional<UpperPaths>& upper);
 
 }  // namespace ovbd::image

@@ -96,10 +96,13 @@ void DetachFromTerminal() {
 // through the pipe; stderr is /dev/null by then).
 Status Child(const ServedImage& img, const AttachOptions& o, int ready_fd) {
   DetachFromTerminal();
+  img.lazy->StartBackground();  // threads: only in the process that serves
   Status s = ServeAttached(img, o, [&ready_fd](const AttachReady& r) {
     WriteAll(ready_fd, "ok\n" + ReadyJson(r));
     ::close(std::exchange(ready_fd, -1));
   });
+  Status finished = img.lazy->Finish();
+  if (s.ok()) s = finished;
   if (ready_fd >= 0) {
     WriteAll(ready_fd, "error\n" + s.message());
     ::close(ready_fd);
@@ -136,13 +139,20 @@ Status Parent(const AttachArgs& a, pid_t child, int ready_fd) {
 Status RunAttach(const AttachArgs& a) {
   OVBD_ASSIGN_OR_RETURN(ServedImage img, OpenImageArgs(a.image));
   // Paths become absolute now: the background process runs in "/".
-  for (std::string& p : img.layer_paths) p = AbsolutePath(p);
+  for (std::string& p : img.layer_paths) {
+    if (p.find("://") == std::string::npos) p = AbsolutePath(p);
+  }
   if (!img.upper_data.empty()) img.upper_data = AbsolutePath(img.upper_data);
   AttachOptions o;
   if (!a.fuse_only.empty()) o.fuse_only = AbsolutePath(a.fuse_only);
   o.block_size = static_cast<uint32_t>(std::stoul(a.block_size));
   o.direct_io = !a.no_direct_io;
-  if (a.foreground) return ServeAttached(img, o, [&a](const AttachReady& r) { PrintReady(a, r); });
+  if (a.foreground) {
+    img.lazy->StartBackground();
+    Status s = ServeAttached(img, o, [&a](const AttachReady& r) { PrintReady(a, r); });
+    Status finished = img.lazy->Finish();
+    return s.ok() ? finished : s;
+  }
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno(errno, "pipe");
   std::cout.flush();

@@ -4,6 +4,7 @@
 #include "cli/options.h"
 #include "cli/copy.h"
 #include "cli/output.h"
+#include "cli/image_args.h"
 #include "cli/progress.h"
 #include "ovbd/image.h"
 
@@ -12,40 +13,41 @@ namespace {
 
 struct CatArgs {
   std::string out = "-";
-  std::vector<std::string> upper;  // DATA INDEX
-  std::string config;
-  std::vector<std::string> layers;
+  ImageArgs image;
   bool force = false;
   bool quiet = false;
 };
 
 // A lone non-LSMT ZFile/tar: its unwrapped content; otherwise nullptr (stack it as a layer).
-Result<std::shared_ptr<const ReadableFile>> LoneRawContent(const CatArgs& a) {
-  if (a.layers.size() != 1 || !a.upper.empty()) return std::shared_ptr<const ReadableFile>();
+Result<std::shared_ptr<const ReadableFile>> LoneRawContent(const ImageArgs& a) {
+  if (a.layers.size() != 1 || !a.upper.empty() || IsOciReference(a.layers[0])) {
+    return std::shared_ptr<const ReadableFile>();
+  }
   OVBD_ASSIGN_OR_RETURN(image::Unwrapped u, image::OpenLayerPath(a.layers[0]));
   if (u.is_lsmt || (!u.tar && !u.zfile)) return std::shared_ptr<const ReadableFile>();
   return u.content;
 }
 
-Result<std::shared_ptr<const ReadableFile>> OpenSource(const CatArgs& a) {
-  if (!a.config.empty()) {
-    OVBD_ASSIGN_OR_RETURN(image::ImageConfig config, image::LoadImageConfig(a.config));
-    OVBD_ASSIGN_OR_RETURN(auto img, image::OpenImage(config.lowers, config.upper));
-    return std::shared_ptr<const ReadableFile>(std::move(img));
+// The device to print, and what keeps it alive (the cache of remote lowers).
+struct Source {
+  std::shared_ptr<const ReadableFile> file;
+  std::shared_ptr<LayerSession> lazy;
+};
+
+Result<Source> OpenSource(const CatArgs& a) {
+  if (a.image.config.empty()) {
+    OVBD_ASSIGN_OR_RETURN(auto raw, LoneRawContent(a.image));
+    if (raw) return Source{raw, nullptr};
   }
-  OVBD_ASSIGN_OR_RETURN(auto raw, LoneRawContent(a));
-  if (raw) return raw;
-  std::optional<image::UpperPaths> upper;
-  if (!a.upper.empty()) upper = image::UpperPaths{a.upper[0], a.upper[1]};
-  OVBD_ASSIGN_OR_RETURN(auto img, image::OpenImage(a.layers, upper));
-  return std::shared_ptr<const ReadableFile>(std::move(img));
+  OVBD_ASSIGN_OR_RETURN(ServedImage served, OpenImageArgs(a.image));
+  return Source{served.image, served.lazy};
 }
 
 Status RunCat(const CatArgs& a) {
-  OVBD_ASSIGN_OR_RETURN(auto source, OpenSource(a));
+  OVBD_ASSIGN_OR_RETURN(Source source, OpenSource(a));
   Progress progress("cat", a.quiet || a.out == "-");
   return WriteOutput(a.out, a.force, ChainOptions{}, [&](WritableFile* sink) {
-    return ParallelCopy(*source, sink, 0, progress.Callback());
+    return ParallelCopy(*source.file, sink, 0, progress.Callback());
   });
 }
 
@@ -61,17 +63,8 @@ void AddCatCommand(CLI::App& parent, Commands* commands) {
       "Handy extra: a single LAYER that is a ZFile or tar whose content is not LSMT is printed "
       "decompressed.");
   cmd->add_option("-o,--output", args->out, "Output file (default: - = standard output)")->capture_default_str();
-  cmd->add_option("--upper", args->upper, "Writable layer on top: DATA INDEX")
-      ->expected(2)
-      ->allow_extra_args(false);
-  auto* config = cmd->add_option("--config", args->config, "An overlaybd config.v1.json naming the layers");
-  cmd->add_option("LAYER", args->layers, "Layers, bottom first")->excludes(config);
-  cmd->get_option("--upper")->excludes(config);
-  cmd->parse_complete_callback([args] {
-    if (args->config.empty() && args->layers.empty() && args->upper.empty()) {
-      throw CLI::ValidationError("LAYER", "give LAYER..., --upper DATA INDEX, or --config FILE");
-    }
-  });
+  args->image.report_result = false;
+  AddImageArgs(cmd, &args->image, /*serving=*/false);
   cmd->add_flag("-f,--force", args->force, "Overwrite OUT if it is an existing regular file");
   AddQuiet(cmd, &args->quiet);
   cmd->footer("\nExamples:\n  ovbd cat -o disk.img layer0.zfile layer1.zfile.tar\n"

@@ -44,5 +44,6 @@ void AddCtlCommand(CLI::App& parent, Commands* commands);
 void AddAttachCommand(CLI::App& parent, Commands* commands);
 void AddDetachCommand(CLI::App& parent, Commands* commands);
 void AddPushCommand(CLI::App& parent, Commands* commands);
+void AddCacheCommand(CLI::App& parent, Commands* commands);
 
 }  // namespace ovbd::cli

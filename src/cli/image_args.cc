@@ -2,7 +2,7 @@
 
 namespace ovbd::cli {
 
-void AddImageArgs(CLI::App* cmd, ImageArgs* args) {
+void AddImageArgs(CLI::App* cmd, ImageArgs* args, bool serving) {
   cmd->add_option("--upper", args->upper, "Writable layer on top: DATA INDEX (without it the device is read-only)")
       ->expected(2)
       ->allow_extra_args(false);
@@ -10,10 +10,12 @@ void AddImageArgs(CLI::App* cmd, ImageArgs* args) {
                                  "An overlaybd config.v1.json naming lowers, upper and resultFile");
   cmd->add_option("LAYER", args->layers,
                   "Read-only layers, bottom first: LSMT, ZFile or tar (by content); PATH:LENGTH takes "
-                  "the first LENGTH bytes of PATH; a ZFile of a raw disk image serves its content")
+                  "the first LENGTH bytes of PATH; a ZFile of a raw disk image serves its content; "
+                  "oci://HOST[:PORT]/REPO@sha256:HEX (oci+http:// without TLS) is a registry blob")
       ->excludes(config);
   cmd->get_option("--upper")->excludes(config);
-  cmd->add_flag("--read-only", args->read_only, "Serve read-only even if there is a writable layer");
+  if (serving) cmd->add_flag("--read-only", args->read_only, "Serve read-only even if there is a writable layer");
+  AddLazyArgs(cmd, &args->lazy, serving);
   cmd->parse_complete_callback([args] {
     if (args->config.empty() && args->layers.empty() && args->upper.empty()) {
       throw CLI::ValidationError("LAYER", "give LAYER..., --upper DATA INDEX, or --config FILE");
@@ -23,14 +25,16 @@ void AddImageArgs(CLI::App* cmd, ImageArgs* args) {
 
 namespace {
 
-Result<ServedImage> OpenFromPaths(const std::vector<std::string>& lowers,
-                                  const std::optional<image::UpperPaths>& upper, bool read_only) {
-  OVBD_ASSIGN_OR_RETURN(auto img, image::OpenImage(lowers, upper));
+Result<ServedImage> Open(const LazyArgs& lazy, std::vector<LayerRef> refs, const std::string& config_trace,
+                         const std::optional<image::UpperPaths>& upper, bool read_only) {
+  OVBD_ASSIGN_OR_RETURN(auto session, LayerSession::Open(lazy, std::move(refs), config_trace));
+  OVBD_ASSIGN_OR_RETURN(auto img, image::OpenImage(session->TakeLowers(), upper));
   ServedImage served;
   served.image = std::move(img);
   served.device = NewImageDevice(served.image, ImageDeviceOptions{read_only});
-  served.layer_paths = lowers;
+  for (const auto& r : session->refs()) served.layer_paths.push_back(r.Name());
   if (upper) served.upper_data = upper->data;
+  served.lazy = std::move(session);
   return served;
 }
 
@@ -40,11 +44,11 @@ Result<ServedImage> OpenImageArgs(const ImageArgs& args) {
   if (args.config.empty()) {
     std::optional<image::UpperPaths> upper;
     if (!args.upper.empty()) upper = image::UpperPaths{args.upper[0], args.upper[1]};
-    return OpenFromPaths(args.layers, upper, args.read_only);
+    return Open(args.lazy, RefsFromArgs(args.layers), "", upper, args.read_only);
   }
   OVBD_ASSIGN_OR_RETURN(image::ImageConfig config, image::LoadImageConfig(args.config));
-  auto served = OpenFromPaths(config.lowers, config.upper, args.read_only);
-  Status reported = image::WriteResult(config, served.status());
+  auto served = Open(args.lazy, RefsFromConfig(config), config.record_trace_path, config.upper, args.read_only);
+  Status reported = args.report_result ? image::WriteResult(config, served.status()) : Status::OK();
   if (!served.ok()) return served.status().WithContext(args.config);
   OVBD_RETURN_IF_ERROR(reported);
   served->config = std::move(config);

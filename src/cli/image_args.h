@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/lazy_layers.h"
 #include "ovbd/block_device.h"
 #include "ovbd/image.h"
 #include "ovbd/lsmt.h"
@@ -24,11 +25,13 @@ struct ImageArgs {
   std::vector<std::string> upper;   // DATA INDEX
   std::string config;
   bool read_only = false;
+  LazyArgs lazy;
+  bool report_result = true;  // write the config's resultFile (not for a one-off reader like cat)
 };
 
-// Adds LAYER..., --upper DATA INDEX, --config FILE and --read-only to `cmd`, with the check that
-// something names the image.
-void AddImageArgs(CLI::App* cmd, ImageArgs* args);
+// Adds LAYER..., --upper DATA INDEX, --config FILE, the lazy-loading options and (if `serving`)
+// --read-only and the trace options to `cmd`, with the check that something names the image.
+void AddImageArgs(CLI::App* cmd, ImageArgs* args, bool serving = true);
 
 struct ServedImage {
   std::shared_ptr<lsmt::Image> image;
@@ -36,9 +39,11 @@ struct ServedImage {
   std::optional<image::ImageConfig> config;  // set when opened from --config
   std::vector<std::string> layer_paths;      // bottom first, as given (for status)
   std::string upper_data;                    // "" = no upper
+  std::shared_ptr<LayerSession> lazy;        // cache, remote lowers, trace (never null)
 };
 
 // Opens the image. With --config, the config's resultFile gets "success" or "failed:<reason>".
+// Call served.lazy->StartBackground() in the serving process and lazy->Finish() at the end.
 Result<ServedImage> OpenImageArgs(const ImageArgs& args);
 
 }  // namespace ovbd::cli

@@ -66,6 +66,7 @@ void Register(CLI::App& app, Commands* commands) {
   AddAttachCommand(app, commands);
   AddDetachCommand(app, commands);
   AddPushCommand(app, commands);
+  AddCacheCommand(app, commands);
 }
 
 // CLI11 prints the footer without a final newline.

@@ -68,6 +68,8 @@ nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& ser
              {"writes", ds.writes},         {"trims", ds.trims},                 {"flushes", ds.flushes},
              {"errors", ds.errors}};
   j["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const nlohmann::ordered_json lazy = img.lazy->StatusJson();
+  for (const auto& [key, value] : lazy.items()) j[key] = value;
   return j;
 }
 
@@ -161,13 +163,16 @@ Status RunServe(const ServeArgs& a) {
                         }));
   std::thread signals = StartSignalThread(server.get());
   PrintReady(a, uri, control_path, img);
+  img.lazy->StartBackground();
   Status run = server->Run();
   pthread_kill(signals.native_handle(), SIGTERM);  // wake sigwait if the server stopped on its own
   signals.join();
   control.reset();
   Status flushed = img.device->Capabilities().writable ? img.device->Flush() : Status::OK();
+  Status finished = img.lazy->Finish();
   OVBD_RETURN_IF_ERROR(run);
-  return flushed.WithContext("final flush of the writable layer");
+  OVBD_RETURN_IF_ERROR(flushed.WithContext("final flush of the writable layer"));
+  return finished;
 }
 
 }  // namespace
@@ -201,7 +206,9 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
       "  ovbd serve --socket /tmp/rw.sock base.zfile --upper up.data up.index\n"
       "  qemu-io -f raw 'nbd+unix:///?socket=/tmp/rw.sock' -c 'write -P 0xab 0 1M'\n"
       "  ovbd serve --config /var/lib/overlaybd/dev1/config.v1.json --listen 127.0.0.1:10809\n"
-      "  ovbd ctl /tmp/img.sock.ctl status");
+      "  ovbd serve --config app.json --cache-dir /var/cache/ovbd --record-trace app.trace   # registry lowers\n"
+              "  ovbd serve --socket /tmp/b.sock oci+http://127.0.0.1:5000/lib/app@sha256:<hex>\n"
+              "  ovbd ctl /tmp/img.sock.ctl status");
   commands->push_back({cmd, "serve", [args] { return RunServe(*args); }});
 }
 

@@ -1,5 +1,7 @@
 // config.v1.json (overlaybd's ImageConfigNS::ImageConfig): the subset ovbd uses. Every value is
 // type-checked before use; unknown keys are ignored as overlaybd ignores them.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "image/layer_context.h"
@@ -26,18 +28,38 @@ Result<std::string> OptionalString(const json& obj, const char* key, const std::
   return it->get<std::string>();
 }
 
-Result<std::string> ParseLower(const json& lower, size_t i, const std::string& base_dir) {
-  std::string where = "lowers[" + std::to_string(i) + "]";
-  if (!lower.is_object()) return Status::InvalidArgument(where + ": expected an object");
-  OVBD_ASSIGN_OR_RETURN(std::string file, OptionalString(lower, "file", where + ".file"));
-  if (file.empty()) {
-    return Status::NotSupported(where + ": remote layers (digest) are not supported yet; give a local \"file\"");
-  }
-  return Resolve(file, base_dir);
+bool IsSha256Digest(const std::string& d) {
+  if (d.size() != 71 || d.compare(0, 7, "sha256:") != 0) return false;
+  return std::all_of(d.begin() + 7, d.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
-Result<std::vector<std::string>> ParseLowers(const json& root, const std::string& base_dir) {
-  std::vector<std::string> lowers;
+Result<std::optional<uint64_t>> OptionalSize(const json& obj, const char* key, const std::string& where) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return std::optional<uint64_t>();
+  if (!it->is_number_unsigned()) return Status::InvalidArgument(where + ": expected a non-negative integer");
+  return std::optional<uint64_t>(it->get<uint64_t>());
+}
+
+Result<LowerSpec> ParseLower(const json& lower, size_t i, const std::string& base_dir) {
+  std::string where = "lowers[" + std::to_string(i) + "]";
+  if (!lower.is_object()) return Status::InvalidArgument(where + ": expected an object");
+  LowerSpec spec;
+  OVBD_ASSIGN_OR_RETURN(spec.file, OptionalString(lower, "file", where + ".file"));
+  OVBD_ASSIGN_OR_RETURN(spec.digest, OptionalString(lower, "digest", where + ".digest"));
+  OVBD_ASSIGN_OR_RETURN(spec.size, OptionalSize(lower, "size", where + ".size"));
+  if (!spec.file.empty()) {
+    spec.file = Resolve(spec.file, base_dir);
+    return spec;  // a local file wins; digest and size are informational
+  }
+  if (spec.digest.empty()) return Status::InvalidArgument(where + ": needs a \"file\" or a \"digest\"");
+  if (!IsSha256Digest(spec.digest)) {
+    return Status::InvalidArgument(where + ".digest: expected \"sha256:\" and 64 lowercase hex digits");
+  }
+  return spec;
+}
+
+Result<std::vector<LowerSpec>> ParseLowers(const json& root, const std::string& base_dir) {
+  std::vector<LowerSpec> lowers;
   auto it = root.find("lowers");
   if (it == root.end() || it->is_null()) return lowers;
   if (!it->is_array()) return Status::InvalidArgument("lowers: expected an array");
@@ -46,8 +68,8 @@ Result<std::vector<std::string>> ParseLowers(const json& root, const std::string
                                    " layers exceed the limit of " + std::to_string(lsmt::kMaxStackLayers));
   }
   for (size_t i = 0; i < it->size(); i++) {
-    OVBD_ASSIGN_OR_RETURN(std::string path, ParseLower((*it)[i], i, base_dir));
-    lowers.push_back(std::move(path));
+    OVBD_ASSIGN_OR_RETURN(LowerSpec spec, ParseLower((*it)[i], i, base_dir));
+    lowers.push_back(std::move(spec));
   }
   return lowers;
 }
@@ -85,6 +107,10 @@ std::string DirName(const std::string& path) {
 
 }  // namespace
 
+bool ImageConfig::HasRemoteLowers() const {
+  return std::any_of(lowers.begin(), lowers.end(), [](const LowerSpec& l) { return l.file.empty(); });
+}
+
 Result<ImageConfig> ParseImageConfig(std::string_view text, const std::string& base_dir) {
   OVBD_ASSIGN_OR_RETURN(json root, ParseJson(text));
   if (!root.is_object()) return Status::InvalidArgument("config: expected a JSON object at the top level");
@@ -93,6 +119,12 @@ Result<ImageConfig> ParseImageConfig(std::string_view text, const std::string& b
   OVBD_ASSIGN_OR_RETURN(config.upper, ParseUpper(root, base_dir));
   OVBD_ASSIGN_OR_RETURN(std::string result, OptionalString(root, "resultFile", "resultFile"));
   config.result_file = Resolve(result, base_dir);
+  OVBD_ASSIGN_OR_RETURN(config.repo_blob_url, OptionalString(root, "repoBlobUrl", "repoBlobUrl"));
+  OVBD_ASSIGN_OR_RETURN(std::string trace, OptionalString(root, "recordTracePath", "recordTracePath"));
+  config.record_trace_path = Resolve(trace, base_dir);
+  if (config.HasRemoteLowers() && config.repo_blob_url.empty()) {
+    return Status::InvalidArgument("repoBlobUrl: required when a lower has a \"digest\" and no \"file\"");
+  }
   return config;
 }
 

@@ -49,6 +49,12 @@ Result<std::shared_ptr<const ReadableFile>> OpenLocal(const std::string& spec) {
 
 }  // namespace
 
+Result<std::shared_ptr<const ReadableFile>> OpenLocalBlob(const std::string& spec) {
+  auto file = OpenLocal(spec);
+  if (!file.ok()) return WithPath(file.status(), spec);
+  return file;
+}
+
 Result<Unwrapped> Unwrap(std::shared_ptr<const ReadableFile> file) {
   Unwrapped u;
   std::shared_ptr<const ReadableFile> current = std::move(file);
@@ -69,7 +75,7 @@ Result<Unwrapped> Unwrap(std::shared_ptr<const ReadableFile> file) {
 }
 
 Result<Unwrapped> OpenLayerPath(const std::string& path) {
-  auto file = OpenLocal(path);
+  auto file = OpenLocalBlob(path);
   if (!file.ok()) return WithPath(file.status(), path);
   auto unwrapped = Unwrap(std::move(file).value());
   if (!unwrapped.ok()) return WithPath(unwrapped.status(), path);

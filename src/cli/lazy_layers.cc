@@ -1,0 +1,246 @@
+#include "cli/lazy_layers.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/options.h"
+#include "ovbd/remote.h"
+#include "ovbd/trace.h"
+
+namespace ovbd::cli {
+
+void AddLazyArgs(CLI::App* cmd, LazyArgs* a, bool with_trace) {
+  const char* group = "Remote layers (lazy loading)";
+  cmd->add_option("--cache-dir", a->cache_dir,
+                  "Local cache of registry blobs, kept across restarts (one serving process per directory)")
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--cache-size", a->cache_size, "Hard cap of the cache; least recently used blocks are evicted")
+      ->check(SizeValidator(1, true))
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--cache-block-size", a->cache_block_size,
+                  "Refill granularity: a miss fetches this much (power of two, 4K..16M)")
+      ->check(SizeValidator(4096, true))
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--proxy", a->proxy, "HTTP proxy for registry requests (e.g. a P2P agent such as dfdaemon)")
+      ->group(group);
+  cmd->add_option("--credentials", a->credentials, "docker-style config.json (\"auths\") or cred.json")->group(group);
+  cmd->add_flag("--insecure", a->insecure, "Do not verify the registry's TLS certificate")->group(group);
+  cmd->add_option("--remote-timeout", a->remote_timeout_s,
+                  "Seconds a read keeps retrying an unreachable registry before it fails with EIO")
+      ->check(CLI::Range(1u, 86400u))
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--remote-parallel", a->remote_parallel, "Range requests in flight per read")
+      ->check(CLI::Range(1u, 64u))
+      ->group(group)
+      ->capture_default_str();
+  if (!with_trace) return;
+  auto* record = cmd->add_option("--record-trace", a->record_trace,
+                                 "Record the ranges of registry blobs read while serving; written at exit")
+                     ->group(group);
+  cmd->add_option("--replay-trace", a->replay_trace,
+                  "Prefetch the ranges of a recorded trace into the cache in the background at start")
+      ->excludes(record)
+      ->group(group);
+  cmd->add_option("--prefetch-parallel", a->prefetch_parallel, "Concurrent reads of the trace replay")
+      ->check(CLI::Range(1u, 64u))
+      ->group(group)
+      ->capture_default_str();
+}
+
+bool IsOciReference(const std::string& arg) {
+  return arg.rfind("oci://", 0) == 0 || arg.rfind("oci+http://", 0) == 0;
+}
+
+std::string LayerRef::Name() const {
+  if (!path.empty()) return path;
+  if (!oci.empty()) return oci;
+  return repo_blob_url + "/" + digest;
+}
+
+std::vector<LayerRef> RefsFromArgs(const std::vector<std::string>& layers) {
+  std::vector<LayerRef> refs;
+  for (const auto& l : layers) {
+    LayerRef r;
+    if (IsOciReference(l)) {
+      r.oci = l;
+      const auto at = l.rfind('@');
+      r.digest = at == std::string::npos ? "" : l.substr(at + 1);
+    } else {
+      r.path = l;
+    }
+    refs.push_back(std::move(r));
+  }
+  return refs;
+}
+
+std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config) {
+  std::vector<LayerRef> refs;
+  for (const auto& l : config.lowers) {
+    LayerRef r;
+    r.path = l.file;
+    if (l.file.empty()) {
+      r.digest = l.digest;
+      r.repo_blob_url = config.repo_blob_url;
+      r.size = l.size;
+    }
+    refs.push_back(std::move(r));
+  }
+  return refs;
+}
+
+namespace {
+
+remote::RemoteOptions ToRemoteOptions(const LazyArgs& a) {
+  remote::RemoteOptions o;
+  o.proxy = a.proxy;
+  o.credentials_file = a.credentials;
+  o.insecure = a.insecure;
+  o.max_parallel = a.remote_parallel;
+  o.retry_for = std::chrono::seconds(a.remote_timeout_s);
+  o.io_timeout = std::min<std::chrono::milliseconds>(o.io_timeout, std::chrono::seconds(a.remote_timeout_s));
+  return o;
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+LayerSession::~LayerSession() {
+  if (prefetcher_) prefetcher_->Cancel();
+}
+
+Result<std::unique_ptr<LayerSession>> LayerSession::Open(const LazyArgs& args, std::vector<LayerRef> refs,
+                                                         const std::string& config_trace) {
+  std::unique_ptr<LayerSession> s(new LayerSession());
+  s->refs_ = std::move(refs);
+  s->prefetch_parallel_ = args.prefetch_parallel;
+  OVBD_RETURN_IF_ERROR(s->SetUpTrace(args, config_trace));
+  OVBD_RETURN_IF_ERROR(s->OpenAll(args));
+  return s;
+}
+
+Status LayerSession::SetUpTrace(const LazyArgs& args, const std::string& config_trace) {
+  std::string replay = args.replay_trace;
+  record_path_ = args.record_trace;
+  if (replay.empty() && record_path_.empty() && !config_trace.empty()) {
+    (FileExists(config_trace) ? replay : record_path_) = config_trace;
+  }
+  if (!record_path_.empty()) {  // only registry blobs are worth prefetching; one id per digest
+    std::vector<std::string> keys;
+    for (const auto& r : refs_) {
+      if (!r.remote()) continue;
+      auto it = std::find(keys.begin(), keys.end(), r.digest);
+      trace_ids_.push_back(static_cast<uint32_t>(it - keys.begin()));
+      if (it == keys.end()) keys.push_back(r.digest);
+    }
+    recorder_ = std::make_shared<trace::TraceRecorder>(std::move(keys));
+  }
+  if (!replay.empty()) {
+    auto t = trace::LoadTrace(replay);
+    if (!t.ok()) return t.status().WithContext("--replay-trace");
+    replay_ = std::make_unique<trace::Trace>(std::move(t).value());
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyArgs& args, size_t index) {
+  const LayerRef& ref = refs_[index];
+  if (!store_) {
+    cache::CacheOptions co;
+    co.dir = args.cache_dir;
+    co.capacity = ParsedSize(args.cache_size);
+    co.block_size = static_cast<uint32_t>(ParsedSize(args.cache_block_size));
+    auto store = cache::CacheStore::Open(co);
+    if (!store.ok()) {
+      return store.status().WithContext("--cache-dir " + args.cache_dir +
+                                        " (another ovbd process may be using it; give each its own)");
+    }
+    store_ = std::move(store).value();
+  }
+  const remote::RemoteOptions options = ToRemoteOptions(args);
+  auto blob = ref.oci.empty() ? remote::OpenBlob(ref.repo_blob_url, ref.digest, ref.size, options)
+                              : remote::OpenOciReference(ref.oci, options);
+  if (!blob.ok()) return blob.status().WithContext("lower " + std::to_string(index));
+  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, ref.digest, std::move(blob).value()));
+  std::shared_ptr<const ReadableFile> file(std::move(cached));
+  cached_[ref.digest] = file;
+  return file;
+}
+
+Status LayerSession::OpenAll(const LazyArgs& args) {
+  if (refs_.size() > lsmt::kMaxStackLayers) {
+    return Status::InvalidArgument(std::to_string(refs_.size()) + " layers exceed the limit of " +
+                                   std::to_string(lsmt::kMaxStackLayers));
+  }
+  size_t remote_index = 0;
+  for (size_t i = 0; i < refs_.size(); ++i) {
+    const LayerRef& ref = refs_[i];
+    std::shared_ptr<const ReadableFile> blob;
+    if (ref.remote()) {
+      OVBD_ASSIGN_OR_RETURN(blob, OpenRemote(args, i));
+      if (recorder_) blob = trace::NewRecordingFile(std::move(blob), recorder_, trace_ids_[remote_index]);
+      ++remote_index;
+    } else {
+      OVBD_ASSIGN_OR_RETURN(blob, image::OpenLocalBlob(ref.path));
+    }
+    OVBD_ASSIGN_OR_RETURN(auto layer, image::OpenLowerFile(std::move(blob), ref.Name()));
+    lowers_.push_back(std::move(layer));
+  }
+  return Status::OK();
+}
+
+void LayerSession::StartBackground() {
+  if (!replay_ || prefetcher_) return;
+  trace::PrefetchOptions o;
+  o.parallel = prefetch_parallel_;
+  prefetcher_ = trace::Prefetcher::Start(*replay_, cached_, o);
+}
+
+Status LayerSession::Finish() {
+  if (finished_) return Status::OK();
+  finished_ = true;
+  if (prefetcher_) prefetcher_->Cancel();
+  if (!recorder_) return Status::OK();
+  Status s = trace::SaveTrace(record_path_, recorder_->Snapshot());
+  return s.WithContext("--record-trace " + record_path_);
+}
+
+nlohmann::ordered_json LayerSession::StatusJson() const {
+  nlohmann::ordered_json j;
+  if (store_) {
+    const cache::CacheStats c = store_->Stats();
+    j["cache"] = {{"capacity", c.capacity},         {"block_size", c.block_size},
+                  {"used", c.used},                 {"hits", c.hits},
+                  {"misses", c.misses},             {"fetched_bytes", c.fetched_bytes},
+                  {"evicted_bytes", c.evicted_bytes}, {"corrupt_blocks", c.corrupt_blocks}};
+  }
+  nlohmann::ordered_json remote = nlohmann::ordered_json::array();
+  for (const auto& r : refs_) {
+    if (r.remote()) remote.push_back({{"name", r.Name()}, {"digest", r.digest}});
+  }
+  j["remote_layers"] = remote;
+  if (recorder_) j["trace"] = {{"recording", record_path_}, {"ranges", recorder_->Snapshot().ranges.size()}};
+  if (prefetcher_) {
+    const trace::PrefetchStats p = prefetcher_->Stats();
+    j["prefetch"] = {{"ranges", p.ranges},
+                     {"bytes_done", p.bytes_done},
+                     {"bytes_failed", p.bytes_failed},
+                     {"skipped_layers", p.skipped_layers},
+                     {"finished", p.finished}};
+  }
+  return j;
+}
+
+}  // namespace ovbd::cli

@@ -1,0 +1,103 @@
+// Opening the lowers of a served image, local or in a registry (lazy loading, docs/remote.md):
+//
+//   local PATH ──────────────────────────────────────────────> blob ──> image::OpenLowerFile
+//   digest / oci:// ──> remote::OpenBlob ──> cache::CachedFile ──┤
+//                                              │   └──(--record-trace) RecordingFile ──> blob
+//                                              └── trace::Prefetcher (--replay-trace), started
+//                                                  in the serving process
+//
+// A LayerSession owns what must live as long as the image: the cache store (one per directory,
+// flock'ed), the recorder and the prefetcher. Finish() saves a recorded trace.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include "ovbd/cache.h"
+#include "ovbd/image.h"
+#include "ovbd/lsmt.h"
+#include "ovbd/status.h"
+
+namespace ovbd::trace {
+class TraceRecorder;
+class Prefetcher;
+struct Trace;
+}  // namespace ovbd::trace
+
+namespace ovbd::cli {
+
+// Options of remote lowers, the cache and trace prefetch (serve, attach, cat).
+struct LazyArgs {
+  std::string cache_dir = "/var/cache/ovbd";
+  std::string cache_size = "4G";
+  std::string cache_block_size = "256K";
+  std::string proxy;
+  std::string credentials;
+  bool insecure = false;
+  unsigned remote_timeout_s = 60;
+  unsigned remote_parallel = 4;
+  std::string record_trace;
+  std::string replay_trace;
+  unsigned prefetch_parallel = 4;
+};
+// `with_trace`: also --record-trace/--replay-trace/--prefetch-parallel.
+void AddLazyArgs(CLI::App* cmd, LazyArgs* args, bool with_trace);
+
+// A lower as the command line or a config names it: a local path (PATH or PATH:LENGTH), an
+// "oci://" / "oci+http://" reference, or a digest under a repoBlobUrl.
+struct LayerRef {
+  std::string path;
+  std::string oci;
+  std::string digest;
+  std::string repo_blob_url;
+  std::optional<uint64_t> size;
+  bool remote() const { return path.empty(); }
+  std::string Name() const;  // for messages and status
+};
+bool IsOciReference(const std::string& arg);
+std::vector<LayerRef> RefsFromArgs(const std::vector<std::string>& layers);
+std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config);
+
+class LayerSession {
+ public:
+  // Opens every lower (bottom first). `config_trace`: the config's recordTracePath (replayed if
+  // the file exists, else recorded), used when neither --record-trace nor --replay-trace is given.
+  static Result<std::unique_ptr<LayerSession>> Open(const LazyArgs& args, std::vector<LayerRef> refs,
+                                                    const std::string& config_trace);
+  ~LayerSession();
+
+  std::vector<lsmt::LowerLayer> TakeLowers() { return std::move(lowers_); }
+  // Starts the trace replay, if any (threads: call it in the process that serves).
+  void StartBackground();
+  // Stops the replay; saves a recorded trace. Idempotent.
+  Status Finish();
+  // {"cache": {...}, "remote_layers": [...], "trace": {...}} for `ovbd ctl status`.
+  nlohmann::ordered_json StatusJson() const;
+  const std::vector<LayerRef>& refs() const { return refs_; }
+
+ private:
+  LayerSession() = default;
+  Status OpenAll(const LazyArgs& args);
+  Result<std::shared_ptr<const ReadableFile>> OpenRemote(const LazyArgs& args, size_t index);
+  Status SetUpTrace(const LazyArgs& args, const std::string& config_trace);
+
+  std::vector<LayerRef> refs_;
+  std::vector<lsmt::LowerLayer> lowers_;
+  std::shared_ptr<cache::CacheStore> store_;
+  std::map<std::string, std::shared_ptr<const ReadableFile>> cached_;  // key -> cached blob
+  std::string record_path_;
+  std::shared_ptr<trace::TraceRecorder> recorder_;
+  std::vector<uint32_t> trace_ids_;  // recorder layer id of each remote lower, in order
+  std::unique_ptr<trace::Trace> replay_;
+  std::unique_ptr<trace::Prefetcher> prefetcher_;
+  unsigned prefetch_parallel_ = 4;
+  bool finished_ = false;
+};
+
+}  // namespace ovbd::cli
