@@ -313,6 +313,21 @@ TEST(ImageConfigTest, RemoteLowersNeedADigestAndARepoBlobUrl) {
   ExpectInvalid(R"({"recordTracePath": []})", "recordTracePath: expected a string");
 }
 
+TEST(ImageConfigTest, DownloadObject) {
+  auto c = image::ParseImageConfig(R"({"download": {"enable": true, "delay": 600, "maxMBps": 50, "blockSize": 1}})", "/b");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_TRUE(c->download.enable);
+  EXPECT_EQ(c->download.delay_s, 600u);
+  EXPECT_EQ(c->download.max_mbps, 50u);
+  auto off = image::ParseImageConfig(R"({"download": {"enable": false}})", "/b");
+  ASSERT_TRUE(off.ok());
+  EXPECT_FALSE(off->download.enable);
+  ExpectInvalid(R"({"download": true})", "download: expected an object");
+  ExpectInvalid(R"({"download": {"enable": 1}})", "download.enable");
+  ExpectInvalid(R"({"download": {"delay": -5}})", "download.delay");
+  ExpectInvalid(R"({"download": {"maxMBps": "50"}})", "download.maxMBps");
+}
+
 TEST(ImageConfigTest, RejectsMoreThan255Lowers) {
   std::string json = R"({"lowers": [)";
   for (int i = 0; i < 256; i++) json += std::string(i ? "," : "") + R"({"file": "l"})";

@@ -15,6 +15,7 @@
 #      recordTracePath records on the first start and replays on the next
 #   9  a stalled registry does not block reads served from the cache
 #  10  ovbd cache status / prune
+#  11  --download: whole layers downloaded in the background, verified, reads switch to them
 #
 # usage: lazy_test.sh OVBD_BINARY VECTORS_DIR
 # Exit: 0 all passed, 1 a failure, 77 skipped (a tool is missing; the reason is printed).
@@ -280,6 +281,24 @@ EOF
   faults '{"reset": true}'
   stop || bad "stall: stop"
 fi
+
+# ---- 11. background download: whole layers copied, verified, then served from local copies ---
+if start dl --config "$T/config.v1.json" --cache-dir "$T/c11" --cache-size 64K --cache-block-size 16K --download; then
+  for _ in $(seq 1 400); do [ "$(st download.finished)" = 1 ] && break; sleep 0.05; done
+  check "download: both layers downloaded and verified" test "$(st download.done)" -eq 2
+  faults '{"reset": true, "refuse": {"every": 1}}'
+  check "download: with the registry refusing connections the image reads right (local copies)" same_as_local
+  faults '{"reset": true}'
+  stop || bad "dl: stop"
+fi
+check "download: the local copies are the blobs" sh -c "cmp '$T/c11/layers/$D0' '$L0' && cmp '$T/c11/layers/$D1' '$L1'"
+faults '{"reset": true, "refuse": {"every": 1}}'
+if start dl2 --config "$T/config.v1.json" --cache-dir "$T/c11" --cache-size 64K --cache-block-size 16K; then
+  check "download: the next start uses the verified copies" test "$(st downloaded_layers_used)" -eq 2
+  check "download: ... and reads right with the registry refusing" same_as_local
+  stop || bad "dl2: stop"
+fi
+faults '{"reset": true}'
 
 # ---- 10. ovbd cache status / prune --------------------------------------------------------------
 check "cache status lists both blobs" sh -c "'$OVBD' cache status --cache-dir '$T/c1' | grep -q '$D0' && '$OVBD' cache status --cache-dir '$T/c1' | grep -q '$D1'"

@@ -53,12 +53,20 @@ struct LowerSpec {
   std::optional<uint64_t> size; // blob size, if the config gives it
 };
 
+// overlaybd's "download" object: background download of whole registry layers.
+struct DownloadConfig {
+  bool enable = false;
+  unsigned delay_s = 0;   // "delay": seconds after start
+  unsigned max_mbps = 0;  // "maxMBps": MiB/s, 0 = unlimited
+};
+
 struct ImageConfig {
   std::vector<LowerSpec> lowers;    // bottom first
   std::optional<UpperPaths> upper;
   std::string result_file;          // "" = none
   std::string repo_blob_url;        // "http[s]://host/v2/<repo>/blobs" or ""
   std::string record_trace_path;    // recordTracePath (resolved) or ""
+  DownloadConfig download;
   bool HasRemoteLowers() const;
 };
 

@@ -20,7 +20,7 @@ namespace {
 constexpr int kSessionEnded = SIGUSR1;  // sent by the FUSE session thread when the mount went away
 constexpr int kStopped = SIGUSR2;       // sent by the stopping thread when Shutdown returned
 
-sigset_t StopSignals() {
+sigset_t AttachSignals() {
   sigset_t set;
   sigemptyset(&set);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, kSessionEnded, kStopped}) sigaddset(&set, sig);
@@ -111,7 +111,7 @@ Status Stop(Attached* a, const sigset_t& set) {
 
 Status ServeAttached(const ServedImage& img, const AttachOptions& options,
                      const std::function<void(const AttachReady&)>& ready) {
-  const sigset_t set = StopSignals();
+  const sigset_t set = AttachSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   Attached a;
   AttachReady info;

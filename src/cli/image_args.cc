@@ -26,8 +26,9 @@ void AddImageArgs(CLI::App* cmd, ImageArgs* args, bool serving) {
 namespace {
 
 Result<ServedImage> Open(const LazyArgs& lazy, std::vector<LayerRef> refs, const std::string& config_trace,
-                         const std::optional<image::UpperPaths>& upper, bool read_only) {
-  OVBD_ASSIGN_OR_RETURN(auto session, LayerSession::Open(lazy, std::move(refs), config_trace));
+                         const image::DownloadConfig& download, const std::optional<image::UpperPaths>& upper,
+                         bool read_only) {
+  OVBD_ASSIGN_OR_RETURN(auto session, LayerSession::Open(lazy, std::move(refs), config_trace, download));
   OVBD_ASSIGN_OR_RETURN(auto img, image::OpenImage(session->TakeLowers(), upper));
   ServedImage served;
   served.image = std::move(img);
@@ -44,10 +45,11 @@ Result<ServedImage> OpenImageArgs(const ImageArgs& args) {
   if (args.config.empty()) {
     std::optional<image::UpperPaths> upper;
     if (!args.upper.empty()) upper = image::UpperPaths{args.upper[0], args.upper[1]};
-    return Open(args.lazy, RefsFromArgs(args.layers), "", upper, args.read_only);
+    return Open(args.lazy, RefsFromArgs(args.layers), "", {}, upper, args.read_only);
   }
   OVBD_ASSIGN_OR_RETURN(image::ImageConfig config, image::LoadImageConfig(args.config));
-  auto served = Open(args.lazy, RefsFromConfig(config), config.record_trace_path, config.upper, args.read_only);
+  auto served = Open(args.lazy, RefsFromConfig(config), config.record_trace_path, config.download, config.upper,
+                     args.read_only);
   Status reported = args.report_result ? image::WriteResult(config, served.status()) : Status::OK();
   if (!served.ok()) return served.status().WithContext(args.config);
   OVBD_RETURN_IF_ERROR(reported);

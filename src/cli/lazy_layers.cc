@@ -54,6 +54,17 @@ void AddLazyArgs(CLI::App* cmd, LazyArgs* a, bool with_trace) {
       ->check(CLI::Range(1u, 64u))
       ->group(group)
       ->capture_default_str();
+  cmd->add_flag("--download", a->download,
+                "Also download whole registry layers in the background to CACHE_DIR/layers; reads switch to "
+                "a layer's local copy once its sha256 checks")
+      ->group(group);
+  cmd->add_option("--download-rate", a->download_rate, "Download rate limit in bytes per second (0 = none)")
+      ->check(SizeValidator(1, false))
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--download-delay", a->download_delay_s, "Seconds to wait after start before downloading")
+      ->group(group)
+      ->capture_default_str();
 }
 
 bool IsOciReference(const std::string& arg) {
@@ -119,13 +130,19 @@ bool FileExists(const std::string& path) {
 
 LayerSession::~LayerSession() {
   if (prefetcher_) prefetcher_->Cancel();
+  downloader_.reset();
 }
 
 Result<std::unique_ptr<LayerSession>> LayerSession::Open(const LazyArgs& args, std::vector<LayerRef> refs,
-                                                         const std::string& config_trace) {
+                                                         const std::string& config_trace,
+                                                         const image::DownloadConfig& config_download) {
   std::unique_ptr<LayerSession> s(new LayerSession());
   s->refs_ = std::move(refs);
   s->prefetch_parallel_ = args.prefetch_parallel;
+  s->cache_dir_ = args.cache_dir;
+  s->download_ = args.download || config_download.enable;
+  s->download_delay_s_ = args.download ? args.download_delay_s : config_download.delay_s;
+  s->download_rate_ = args.download ? ParsedSize(args.download_rate) : config_download.max_mbps * (1ull << 20);
   OVBD_RETURN_IF_ERROR(s->SetUpTrace(args, config_trace));
   OVBD_RETURN_IF_ERROR(s->OpenAll(args));
   return s;
@@ -173,10 +190,18 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
   auto blob = ref.oci.empty() ? remote::OpenBlob(ref.repo_blob_url, ref.digest, ref.size, options)
                               : remote::OpenOciReference(ref.oci, options);
   if (!blob.ok()) return blob.status().WithContext("lower " + std::to_string(index));
-  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, ref.digest, std::move(blob).value()));
+  std::shared_ptr<const ReadableFile> source(std::move(blob).value());
+  if (auto local = OpenDownloaded(args.cache_dir, ref.digest, source->Size())) {
+    ++local_copies_;
+    return local;  // downloaded and verified by an earlier run
+  }
+  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, ref.digest, source));
   std::shared_ptr<const ReadableFile> file(std::move(cached));
   cached_[ref.digest] = file;
-  return file;
+  if (!download_) return file;
+  auto switchable = std::make_shared<SwitchableFile>(file);
+  download_jobs_.push_back({ref.digest, source, switchable});
+  return std::shared_ptr<const ReadableFile>(switchable);
 }
 
 Status LayerSession::OpenAll(const LazyArgs& args) {
@@ -202,6 +227,9 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
 }
 
 void LayerSession::StartBackground() {
+  if (!download_jobs_.empty() && !downloader_) {
+    downloader_ = Downloader::Start(cache_dir_, download_jobs_, download_delay_s_, download_rate_);
+  }
   if (!replay_ || prefetcher_) return;
   trace::PrefetchOptions o;
   o.parallel = prefetch_parallel_;
@@ -212,6 +240,7 @@ Status LayerSession::Finish() {
   if (finished_) return Status::OK();
   finished_ = true;
   if (prefetcher_) prefetcher_->Cancel();
+  downloader_.reset();
   if (!recorder_) return Status::OK();
   Status s = trace::SaveTrace(record_path_, recorder_->Snapshot());
   return s.WithContext("--record-trace " + record_path_);
@@ -231,6 +260,12 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
     if (r.remote()) remote.push_back({{"name", r.Name()}, {"digest", r.digest}});
   }
   j["remote_layers"] = remote;
+  if (local_copies_ > 0) j["downloaded_layers_used"] = local_copies_;
+  if (downloader_) {
+    const DownloadStats d = downloader_->Stats();
+    j["download"] = {{"layers", d.layers}, {"done", d.done},     {"failed", d.failed},
+                     {"bytes", d.bytes},   {"finished", d.finished}, {"first_error", d.first_error}};
+  }
   if (recorder_) j["trace"] = {{"recording", record_path_}, {"ranges", recorder_->Snapshot().ranges.size()}};
   if (prefetcher_) {
     const trace::PrefetchStats p = prefetcher_->Stats();

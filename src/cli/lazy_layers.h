@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+#include "cli/layer_download.h"
 #include "ovbd/cache.h"
 #include "ovbd/image.h"
 #include "ovbd/lsmt.h"
@@ -45,8 +46,11 @@ struct LazyArgs {
   std::string record_trace;
   std::string replay_trace;
   unsigned prefetch_parallel = 4;
+  bool download = false;               // or the config's "download": {"enable": true}
+  std::string download_rate = "0";     // bytes per second, 0 = unlimited
+  unsigned download_delay_s = 0;
 };
-// `with_trace`: also --record-trace/--replay-trace/--prefetch-parallel.
+// `with_trace`: also --record-trace/--replay-trace/--prefetch-parallel and --download*.
 void AddLazyArgs(CLI::App* cmd, LazyArgs* args, bool with_trace);
 
 // A lower as the command line or a config names it: a local path (PATH or PATH:LENGTH), an
@@ -69,11 +73,13 @@ class LayerSession {
   // Opens every lower (bottom first). `config_trace`: the config's recordTracePath (replayed if
   // the file exists, else recorded), used when neither --record-trace nor --replay-trace is given.
   static Result<std::unique_ptr<LayerSession>> Open(const LazyArgs& args, std::vector<LayerRef> refs,
-                                                    const std::string& config_trace);
+                                                    const std::string& config_trace,
+                                                    const image::DownloadConfig& config_download = {});
   ~LayerSession();
 
   std::vector<lsmt::LowerLayer> TakeLowers() { return std::move(lowers_); }
-  // Starts the trace replay, if any (threads: call it in the process that serves).
+  // Starts the trace replay and the background download, if any (threads: call it in the
+  // process that serves).
   void StartBackground();
   // Stops the replay; saves a recorded trace. Idempotent.
   Status Finish();
@@ -97,6 +103,13 @@ class LayerSession {
   std::unique_ptr<trace::Trace> replay_;
   std::unique_ptr<trace::Prefetcher> prefetcher_;
   unsigned prefetch_parallel_ = 4;
+  std::string cache_dir_;
+  bool download_ = false;
+  unsigned download_delay_s_ = 0;
+  uint64_t download_rate_ = 0;
+  std::vector<DownloadJob> download_jobs_;
+  std::unique_ptr<Downloader> downloader_;
+  size_t local_copies_ = 0;  // remote lowers served from a complete earlier download
   bool finished_ = false;
 };
 

@@ -105,6 +105,26 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
+Result<DownloadConfig> ParseDownload(const json& root) {
+  DownloadConfig d;
+  auto it = root.find("download");
+  if (it == root.end() || it->is_null()) return d;
+  if (!it->is_object()) return Status::InvalidArgument("download: expected an object");
+  if (auto e = it->find("enable"); e != it->end()) {
+    if (!e->is_boolean()) return Status::InvalidArgument("download.enable: expected true or false");
+    d.enable = e->get<bool>();
+  }
+  for (auto [key, out] : {std::pair<const char*, unsigned*>{"delay", &d.delay_s}, {"maxMBps", &d.max_mbps}}) {
+    auto v = it->find(key);
+    if (v == it->end()) continue;
+    if (!v->is_number_unsigned() || v->get<uint64_t>() > 1000000) {
+      return Status::InvalidArgument(std::string("download.") + key + ": expected an integer in 0..1000000");
+    }
+    *out = static_cast<unsigned>(v->get<uint64_t>());
+  }
+  return d;
+}
+
 }  // namespace
 
 bool ImageConfig::HasRemoteLowers() const {
@@ -122,6 +142,7 @@ Result<ImageConfig> ParseImageConfig(std::string_view text, const std::string& b
   OVBD_ASSIGN_OR_RETURN(config.repo_blob_url, OptionalString(root, "repoBlobUrl", "repoBlobUrl"));
   OVBD_ASSIGN_OR_RETURN(std::string trace, OptionalString(root, "recordTracePath", "recordTracePath"));
   config.record_trace_path = Resolve(trace, base_dir);
+  OVBD_ASSIGN_OR_RETURN(config.download, ParseDownload(root));
   if (config.HasRemoteLowers() && config.repo_blob_url.empty()) {
     return Status::InvalidArgument("repoBlobUrl: required when a lower has a \"digest\" and no \"file\"");
   }

@@ -1,0 +1,93 @@
+// Background download of whole registry blobs (serve/attach --download, or the config's
+// "download": {"enable": true}): each remote layer is copied, at a rate limit, to
+// CACHE_DIR/layers/<digest>; once the copy's sha256 equals the digest it is renamed into place
+// and reads of that layer switch from the cache to the local file. A later start uses a complete
+// copy directly (it was verified before the rename; ZFile CRCs still check every data block).
+//
+//   reader ──> SwitchableFile ──before──> cached remote blob (cache::CachedFile)
+//                    └──────────after───> CACHE_DIR/layers/<digest> (verified copy)
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ovbd/io.h"
+#include "ovbd/status.h"
+
+namespace ovbd::cli {
+
+// A ReadableFile whose backing file can be replaced, atomically for readers, by one with the
+// same content. Name() stays the first file's.
+class SwitchableFile : public ReadableFile {
+ public:
+  explicit SwitchableFile(std::shared_ptr<const ReadableFile> initial);
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  uint64_t Size() const override { return size_; }
+  const std::string& Name() const override { return name_; }
+  void Prefetch(uint64_t offset, uint64_t length) const override;
+  // Replaces the backing file (Size must match: InvalidArgument otherwise).
+  Status Switch(std::shared_ptr<const ReadableFile> file);
+  bool switched() const { return switched_.load(); }
+
+ private:
+  std::shared_ptr<const ReadableFile> Current() const;
+  mutable std::mutex mu_;
+  std::shared_ptr<const ReadableFile> current_;
+  const uint64_t size_;
+  const std::string name_;
+  std::atomic<bool> switched_{false};
+};
+
+// CACHE_DIR/layers/<digest>.
+std::string DownloadPath(const std::string& cache_dir, const std::string& digest);
+// The complete, verified copy of `digest`, if there is one of `size` bytes; nullptr if not.
+std::shared_ptr<const ReadableFile> OpenDownloaded(const std::string& cache_dir, const std::string& digest,
+                                                   uint64_t size);
+
+struct DownloadJob {
+  std::string digest;                            // "sha256:<hex>"
+  std::shared_ptr<const ReadableFile> source;    // the remote blob (not the cache: whole blobs
+                                                 // would evict the working set)
+  std::shared_ptr<SwitchableFile> target;
+};
+
+struct DownloadStats {
+  size_t layers = 0;       // jobs
+  size_t done = 0;         // verified and switched
+  size_t failed = 0;
+  uint64_t bytes = 0;      // downloaded so far
+  std::string first_error;
+  bool finished = false;
+};
+
+class Downloader {
+ public:
+  // Starts one thread that waits `delay_s`, then downloads the jobs one after another at no more
+  // than `rate` bytes per second (0 = unlimited).
+  static std::unique_ptr<Downloader> Start(std::string cache_dir, std::vector<DownloadJob> jobs,
+                                           unsigned delay_s, uint64_t rate);
+  ~Downloader();  // cancels and joins; a partial copy stays as .tmp and is redone next time
+  DownloadStats Stats() const;
+
+ private:
+  Downloader() = default;
+  void Run(unsigned delay_s);
+  Status DownloadOne(const DownloadJob& job);
+  bool Sleep(std::chrono::milliseconds d);  // false if cancelled
+
+  std::string dir_;
+  std::vector<DownloadJob> jobs_;
+  uint64_t rate_ = 0;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool cancel_ = false;
+  DownloadStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace ovbd::cli
