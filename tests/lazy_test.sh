@@ -118,6 +118,10 @@ if start plain "${COMMON[@]}" --cache-dir "$T/c1"; then
   check "config.v1.json served from the registry == local layers" same_as_local
   check "blobs were fetched through the cache" test "$(st cache.fetched_bytes)" -gt 0
   check "status lists the remote layers" sh -c "'$OVBD' ctl '$CTL' status | grep -q '$D1'"
+  verified() { "$OVBD" ctl "$CTL" status | "$PY" -c 'import json,sys
+print(sum(l["digest_check"] == "verified" for l in json.load(sys.stdin)["remote_layers"]))'; }
+  for _ in $(seq 1 100); do [ "$(verified)" -ge 1 ] && break; sleep 0.05; done
+  check "a blob read completely (in any order) had its sha256 verified" test "$(verified)" -ge 1
   stop || bad "plain: stop"
 fi
 check "ovbd cat oci+http:// references == local layers" sh -c \

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ovbd/io.h"
@@ -86,6 +87,9 @@ class CacheStore {
   CacheStats Stats() const;
   // Keys with their size and cached bytes, sorted by key.
   std::vector<CachedFileInfo> Files() const;
+  // Byte ranges [start, end) of `key` held by the cache right now (present blocks, adjacent
+  // ones merged), ascending; empty for an unknown key.
+  std::vector<std::pair<uint64_t, uint64_t>> CachedRanges(const std::string& key) const;
   // Evicts LRU blocks until used <= target_bytes. Pinned and in-flight blocks stay, so `used`
   // may remain above target; returns the first I/O error met while evicting.
   Status Prune(uint64_t target_bytes);

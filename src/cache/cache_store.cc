@@ -114,6 +114,25 @@ std::vector<CachedFileInfo> CacheStore::Files() const {
   return files;  // std::map: sorted by key
 }
 
+std::vector<std::pair<uint64_t, uint64_t>> CacheStore::CachedRanges(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  auto it = impl_->keys.find(key);
+  if (it == impl_->keys.end()) return ranges;
+  const KeyEntry& e = *it->second;
+  const uint64_t bs = impl_->options.block_size;
+  for (uint64_t b = 0; b < e.blocks.size(); ++b) {
+    if (e.blocks[b].state != BlockState::kPresent) continue;
+    const uint64_t start = b * bs, end = start + impl_->BlockLength(e, b);
+    if (!ranges.empty() && ranges.back().second == start) {
+      ranges.back().second = end;
+    } else {
+      ranges.emplace_back(start, end);
+    }
+  }
+  return ranges;
+}
+
 Status CacheStore::Prune(uint64_t target_bytes) {
   std::vector<BlockRef> victims;
   {

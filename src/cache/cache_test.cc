@@ -407,6 +407,21 @@ TEST(CacheStore, BlockSizeZeroAdoptsTheTablesAlreadyThere) {
   EXPECT_EQ((*adopted)->Stats().used, 3 * kBlock);  // kept, not discarded
 }
 
+TEST(CacheStore, CachedRangesMergesPresentBlocks) {
+  TempDir dir;
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto src = std::make_shared<FakeSource>(MakeData(18, 5 * kBlock + 100));
+  auto file = NewCachedFile(store, "k", src);
+  ASSERT_TRUE(file.ok());
+  std::vector<uint8_t> buf(10);
+  ASSERT_TRUE((*file)->ReadAt(kBlock + 5, buf).ok());      // block 1
+  ASSERT_TRUE((*file)->ReadAt(2 * kBlock, buf).ok());      // block 2
+  ASSERT_TRUE((*file)->ReadAt(5 * kBlock + 50, buf).ok());  // the short last block
+  using R = std::vector<std::pair<uint64_t, uint64_t>>;
+  EXPECT_EQ(store->CachedRanges("k"), (R{{kBlock, 3 * kBlock}, {5 * kBlock, 5 * kBlock + 100}}));
+  EXPECT_TRUE(store->CachedRanges("unknown").empty());
+}
+
 TEST(CacheStore, SecondStoreOnOneDirectoryIsRefused) {
   TempDir dir;
   auto store = OpenStore(dir.path(), 1 << 20);

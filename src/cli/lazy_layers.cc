@@ -195,8 +195,13 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
     ++local_copies_;
     return local;  // downloaded and verified by an earlier run
   }
-  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, ref.digest, source));
-  std::shared_ptr<const ReadableFile> file(std::move(cached));
+  auto tap = std::make_shared<FetchTap>(source);
+  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, ref.digest, tap));
+  auto verifier = CompleteVerifier::Create(std::shared_ptr<const ReadableFile>(std::move(cached)), ref.digest);
+  tap->Attach(verifier);
+  for (const auto& [start, end] : store_->CachedRanges(ref.digest)) verifier->NoteRead(start, end - start);
+  verifiers_[ref.digest] = verifier;
+  std::shared_ptr<const ReadableFile> file = verifier;
   cached_[ref.digest] = file;
   if (!download_) return file;
   auto switchable = std::make_shared<SwitchableFile>(file);
@@ -257,7 +262,10 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
   }
   nlohmann::ordered_json remote = nlohmann::ordered_json::array();
   for (const auto& r : refs_) {
-    if (r.remote()) remote.push_back({{"name", r.Name()}, {"digest", r.digest}});
+    if (!r.remote()) continue;
+    auto v = verifiers_.find(r.digest);
+    const char* check = v == verifiers_.end() ? "local copy" : CompleteVerifier::StateName(v->second->state());
+    remote.push_back({{"name", r.Name()}, {"digest", r.digest}, {"digest_check", check}});
   }
   j["remote_layers"] = remote;
   if (local_copies_ > 0) j["downloaded_layers_used"] = local_copies_;

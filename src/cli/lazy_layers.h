@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+#include "cli/complete_verifier.h"
 #include "cli/layer_download.h"
 #include "ovbd/cache.h"
 #include "ovbd/image.h"
@@ -97,6 +98,7 @@ class LayerSession {
   std::vector<lsmt::LowerLayer> lowers_;
   std::shared_ptr<cache::CacheStore> store_;
   std::map<std::string, std::shared_ptr<const ReadableFile>> cached_;  // key -> cached blob
+  std::map<std::string, std::shared_ptr<CompleteVerifier>> verifiers_;  // key -> its digest check
   std::string record_path_;
   std::shared_ptr<trace::TraceRecorder> recorder_;
   std::vector<uint32_t> trace_ids_;  // recorder layer id of each remote lower, in order
