@@ -11,6 +11,27 @@ namespace {
 // How often a block that fails verification is retried through the cache before the reader
 // falls back to the source directly.
 constexpr int kMaxCacheAttempts = 3;
+// Adjacent missing blocks of one read are fetched with one source read of at most this much.
+constexpr uint64_t kMaxRunBytes = 8u << 20;
+
+// Where one block's bytes go in the caller's buffer.
+struct Piece {
+  uint64_t block;
+  size_t length;    // the block's length
+  size_t in_block;  // first byte wanted
+  size_t n;         // bytes wanted
+  size_t done;      // offset in the caller's buffer
+};
+
+// Consecutive blocks of one read that this reader fetches (BlockStep::kFetch), not yet done.
+struct Run {
+  std::vector<Piece> pieces;
+  std::vector<BlockStep> steps;
+  uint64_t bytes = 0;
+  bool Joins(uint64_t block, size_t length) const {
+    return pieces.empty() || (pieces.back().block + 1 == block && bytes + length <= kMaxRunBytes);
+  }
+};
 
 class CachedFile final : public ReadableFile {
  public:
@@ -27,6 +48,10 @@ class CachedFile final : public ReadableFile {
  private:
   // Fills `out` (exactly the block's length) with block `block`.
   Status ReadBlock(uint64_t block, std::span<uint8_t> out) const;
+  // The same, starting from a step already begun (not kFetch).
+  Status Serve(uint64_t block, BlockStep& step, std::span<uint8_t> out) const;
+  // One source read for the whole run; stores every block, wakes its waiters, fills `buf`.
+  Status FetchRun(Run& run, std::span<uint8_t> buf) const;
   bool ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) const;
   Status Fetch(uint64_t block, BlockStep& step, std::span<uint8_t> out) const;
   Status Store(uint64_t block, std::span<const uint8_t> data, uint32_t crc) const;
@@ -39,6 +64,9 @@ class CachedFile final : public ReadableFile {
   std::shared_ptr<const ReadableFile> source_;
 };
 
+// Blocks are begun in order. Adjacent misses this reader must fetch are collected into a run and
+// fetched with one source read; the run is finished before any other step, so a reader never
+// waits for another reader's fetch while holding unfinished fetches of its own (no deadlock).
 Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   uint64_t size = Size();
   if (offset > size || buf.size() > size - offset) {
@@ -47,22 +75,80 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   }
   const uint64_t bs = impl_->options.block_size;
   std::vector<uint8_t> scratch;
+  Run run;
   for (size_t done = 0; done < buf.size();) {
     uint64_t pos = offset + done;
-    uint64_t block = pos / bs;
-    uint64_t in_block = pos % bs;
-    size_t length = impl_->BlockLength(*entry_, block);
-    size_t n = std::min<size_t>(length - in_block, buf.size() - done);
-    if (in_block == 0 && n == length) {
-      OVBD_RETURN_IF_ERROR(ReadBlock(block, buf.subspan(done, n)));
-    } else {
-      scratch.resize(length);
-      OVBD_RETURN_IF_ERROR(ReadBlock(block, scratch));
-      std::memcpy(buf.data() + done, scratch.data() + in_block, n);
+    Piece p{pos / bs, 0, static_cast<size_t>(pos % bs), 0, done};
+    p.length = impl_->BlockLength(*entry_, p.block);
+    p.n = std::min<size_t>(p.length - p.in_block, buf.size() - done);
+    done += p.n;
+    BlockStep step = impl_->Begin(entry_, p.block);
+    if (step.kind == BlockStep::kFetch && run.Joins(p.block, p.length)) {
+      run.pieces.push_back(p);
+      run.steps.push_back(std::move(step));
+      run.bytes += p.length;
+      continue;
     }
-    done += n;
+    Status flushed = FetchRun(run, buf);
+    if (step.kind == BlockStep::kFetch) {  // starts the next run
+      run.pieces.push_back(p);
+      run.steps.push_back(std::move(step));
+      run.bytes += p.length;
+      OVBD_RETURN_IF_ERROR(flushed);
+      continue;
+    }
+    if (!flushed.ok()) {
+      if (step.kind == BlockStep::kHit) impl_->EndHit(entry_, p.block, true);  // unpin, unread
+      return flushed;
+    }
+    std::span<uint8_t> out = buf.subspan(p.done, p.n);
+    if (p.in_block != 0 || p.n != p.length) {
+      scratch.resize(p.length);
+      out = scratch;
+    }
+    OVBD_RETURN_IF_ERROR(Serve(p.block, step, out));
+    if (out.data() == scratch.data()) std::memcpy(buf.data() + p.done, scratch.data() + p.in_block, p.n);
   }
-  return Status::OK();
+  return FetchRun(run, buf);
+}
+
+Status CachedFile::FetchRun(Run& run, std::span<uint8_t> buf) const {
+  if (run.pieces.empty()) return Status::OK();
+  for (BlockStep& step : run.steps) (void)impl_->Evict(step.victims);  // see Fetch
+  std::vector<uint8_t> data(run.bytes);
+  Status s = source_->ReadAt(BlockStart(run.pieces.front().block), data);
+  size_t at = 0;
+  for (size_t i = 0; i < run.pieces.size(); ++i) {
+    const Piece& p = run.pieces[i];
+    Flight& flight = *run.steps[i].flight;
+    uint32_t crc = 0;
+    bool stored = false;
+    if (s.ok()) {
+      flight.data.assign(data.begin() + at, data.begin() + at + p.length);
+      crc = BlockCrc(flight.data);
+      stored = Store(p.block, flight.data, crc).ok();
+      std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
+    }
+    impl_->FinishFetch(entry_, p.block, s, crc, stored);
+    at += p.length;
+  }
+  run = Run();
+  return s;
+}
+
+Status CachedFile::Serve(uint64_t block, BlockStep& step, std::span<uint8_t> out) const {
+  switch (step.kind) {
+    case BlockStep::kHit:
+      if (ServeHit(block, step.crc, out)) return Status::OK();
+      return ReadBlock(block, out);  // dropped as corrupt: refetch
+    case BlockStep::kFetch:
+      return Fetch(block, step, out);
+    case BlockStep::kWait:
+      return Wait(*step.flight, out);
+    case BlockStep::kBypass:
+      break;
+  }
+  return source_->ReadAt(BlockStart(block), out);
 }
 
 Status CachedFile::ReadBlock(uint64_t block, std::span<uint8_t> out) const {
