@@ -16,6 +16,7 @@
 #   9  a stalled registry does not block reads served from the cache
 #  10  ovbd cache status / prune
 #  11  --download: whole layers downloaded in the background, verified, reads switch to them
+#  12  ovbd attach --fuse-only of the registry-backed image
 #
 # usage: lazy_test.sh OVBD_BINARY VECTORS_DIR
 # Exit: 0 all passed, 1 a failure, 77 skipped (a tool is missing; the reason is printed).
@@ -303,6 +304,21 @@ if start dl2 --config "$T/config.v1.json" --cache-dir "$T/c11" --cache-size 64K 
   stop || bad "dl2: stop"
 fi
 faults '{"reset": true}'
+
+# ---- 12. ovbd attach of a registry-backed image (FUSE file; needs root and /dev/fuse) ----------
+if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ]; then
+  mkdir -p "$T/fuse"
+  if "$OVBD" attach --config "$T/config.v1.json" --cache-dir "$T/c12" --fuse-only "$T/fuse" \
+       --record-trace "$T/attach.trace" > "$T/attach.out" 2>&1; then
+    check "attach: the FUSE file of a registry-backed image == local layers" cmp "$T/fuse/image" "$T/ref.img"
+    check "attach: detach" "$OVBD" detach "$T/fuse"
+    check "attach: the trace was recorded by the attach process" test -s "$T/attach.trace"
+  else
+    bad "attach: $(cat "$T/attach.out")"
+  fi
+else
+  echo "SKIP (part): attach needs root and /dev/fuse"
+fi
 
 # ---- 10. ovbd cache status / prune --------------------------------------------------------------
 check "cache status lists both blobs" sh -c "'$OVBD' cache status --cache-dir '$T/c1' | grep -q '$D0' && '$OVBD' cache status --cache-dir '$T/c1' | grep -q '$D1'"
