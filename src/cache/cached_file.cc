@@ -53,6 +53,7 @@ class CachedFile final : public ReadableFile {
   // One source read for the whole run; stores every block, wakes its waiters, fills `buf`.
   Status FetchRun(Run& run, std::span<uint8_t> buf) const;
   bool ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) const;
+  bool ServeVerifiedHit(const Piece& p, std::span<uint8_t> buf) const;
   Status Fetch(uint64_t block, BlockStep& step, std::span<uint8_t> out) const;
   Status Store(uint64_t block, std::span<const uint8_t> data, uint32_t crc) const;
   static Status Wait(Flight& flight, std::span<uint8_t> out);
@@ -74,7 +75,7 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
                               std::to_string(offset) + " is past the end (" + std::to_string(size) + ")");
   }
   const uint64_t bs = impl_->options.block_size;
-  std::vector<uint8_t> scratch;
+  thread_local std::vector<uint8_t> scratch;  // reused: no zero-fill per read
   Run run;
   for (size_t done = 0; done < buf.size();) {
     uint64_t pos = offset + done;
@@ -101,12 +102,19 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
       if (step.kind == BlockStep::kHit) impl_->EndHit(entry_, p.block, true);  // unpin, unread
       return flushed;
     }
+    // A partial hit on a block already checked by this process reads only what it needs; a
+    // whole-block hit re-checks the CRC (the block is read whole anyway).
+    bool refetch = false;
+    if (step.kind == BlockStep::kHit && step.verified && p.n != p.length) {
+      if (ServeVerifiedHit(p, buf)) continue;
+      refetch = true;  // the read failed and the block was dropped
+    }
     std::span<uint8_t> out = buf.subspan(p.done, p.n);
     if (p.in_block != 0 || p.n != p.length) {
-      scratch.resize(p.length);
-      out = scratch;
+      if (scratch.size() < p.length) scratch.resize(p.length);
+      out = std::span<uint8_t>(scratch.data(), p.length);
     }
-    OVBD_RETURN_IF_ERROR(Serve(p.block, step, out));
+    OVBD_RETURN_IF_ERROR(refetch ? ReadBlock(p.block, out) : Serve(p.block, step, out));
     if (out.data() == scratch.data()) std::memcpy(buf.data() + p.done, scratch.data() + p.in_block, p.n);
   }
   return FetchRun(run, buf);
@@ -167,6 +175,13 @@ Status CachedFile::ReadBlock(uint64_t block, std::span<uint8_t> out) const {
     }
   }
   return source_->ReadAt(BlockStart(block), out);
+}
+
+// A hit on a block this process has already checked: only the bytes asked for are read.
+bool CachedFile::ServeVerifiedHit(const Piece& p, std::span<uint8_t> buf) const {
+  Status s = entry_->data->ReadAt(BlockStart(p.block) + p.in_block, buf.subspan(p.done, p.n));
+  impl_->EndHit(entry_, p.block, s.ok());
+  return s.ok();  // else the block was dropped; the caller refetches it
 }
 
 bool CachedFile::ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) const {

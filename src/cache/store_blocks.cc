@@ -34,6 +34,7 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
     lru.splice(lru.end(), lru, slot.lru);
     step.kind = BlockStep::kHit;
     step.crc = slot.crc;
+    step.verified = slot.verified;
     return step;
   }
   stats.misses++;
@@ -48,6 +49,7 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
   }
   stats.used += length;
   slot.state = BlockState::kFetching;
+  slot.verified = false;
   slot.length = static_cast<uint32_t>(length);
   slot.flight = std::make_shared<Flight>();
   step.kind = BlockStep::kFetch;
@@ -82,6 +84,7 @@ void CacheStore::Impl::EndHit(KeyEntry* e, uint64_t block, bool verified) {
   slot.pins--;
   if (verified) {
     stats.hits++;
+    if (slot.state == BlockState::kPresent) slot.verified = true;
     return;
   }
   stats.corrupt_blocks++;
@@ -104,6 +107,7 @@ void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& st
     if (status.ok()) stats.fetched_bytes += slot.length;
     if (stored) {
       slot.state = BlockState::kPresent;
+      slot.verified = true;  // we just wrote these bytes
       slot.crc = crc;
       slot.lru = lru.insert(lru.end(), BlockRef{e, block});
       e->cached_bytes += slot.length;

@@ -50,6 +50,9 @@ struct BlockSlot {
   uint32_t pins = 0;
   uint32_t length = 0;  // of a present (or fetching: reserved) block
   uint32_t crc = 0;
+  // kPresent and its bytes were CRC-checked (or written) by this process: later hits may read
+  // just the bytes they need without re-checking the whole block.
+  bool verified = false;
   std::list<BlockRef>::iterator lru;  // valid while kPresent
   std::shared_ptr<Flight> flight;     // set while kFetching
 };
@@ -68,6 +71,7 @@ struct KeyEntry {
 struct BlockStep {
   enum Kind { kHit, kFetch, kWait, kBypass } kind = kBypass;
   uint32_t crc = 0;                 // kHit
+  bool verified = false;            // kHit: checked before by this process
   std::shared_ptr<Flight> flight;   // kFetch, kWait
   std::vector<BlockRef> victims;    // kFetch: evict these (Impl::Evict) before storing
 };

@@ -3,7 +3,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <thread>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -214,6 +216,7 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
     return Status::InvalidArgument(std::to_string(refs_.size()) + " layers exceed the limit of " +
                                    std::to_string(lsmt::kMaxStackLayers));
   }
+  std::vector<std::shared_ptr<const ReadableFile>> blobs;
   size_t remote_index = 0;
   for (size_t i = 0; i < refs_.size(); ++i) {
     const LayerRef& ref = refs_[i];
@@ -225,8 +228,23 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
     } else {
       OVBD_ASSIGN_OR_RETURN(blob, image::OpenLocalBlob(ref.path));
     }
-    OVBD_ASSIGN_OR_RETURN(auto layer, image::OpenLowerFile(std::move(blob), ref.Name()));
-    lowers_.push_back(std::move(layer));
+    blobs.push_back(std::move(blob));
+  }
+  // Unwrapping reads headers, jump tables and indexes: a few dependent round trips per registry
+  // layer, so the layers are opened in parallel (threads end here, before attach forks).
+  std::vector<Result<lsmt::LowerLayer>> opened(blobs.size(), Status::IOError("not opened"));
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next++) < blobs.size();) opened[i] = image::OpenLowerFile(blobs[i], refs_[i].Name());
+  };
+  std::vector<std::thread> threads;
+  const size_t n = remote_index == 0 ? 0 : std::min<size_t>(8, blobs.size()) - 1;
+  for (size_t t = 0; t < n; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  for (auto& layer : opened) {
+    if (!layer.ok()) return layer.status();
+    lowers_.push_back(std::move(layer).value());
   }
   return Status::OK();
 }
