@@ -1,5 +1,7 @@
 // ovbd cache status|prune: look at or shrink the local cache of registry blobs while no server
 // uses it (a running server holds the directory's lock; ask it with `ovbd ctl SOCKET status`).
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <limits>
 
@@ -20,6 +22,10 @@ struct CacheArgs {
 };
 
 Result<std::shared_ptr<cache::CacheStore>> OpenStore(const CacheArgs& a) {
+  struct stat st {};
+  if (::stat(a.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    return Status::NotFound(a.dir + ": no cache directory there (--cache-dir)");
+  }
   cache::CacheOptions o;
   o.dir = a.dir;
   o.capacity = std::numeric_limits<uint64_t>::max() / 2;  // look, never evict on open

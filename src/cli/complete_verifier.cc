@@ -73,11 +73,20 @@ void CompleteVerifier::Note(uint64_t offset, uint64_t length) const {
   }
   seen_.emplace(start, end);
   covered_ += end - start;
-  if (covered_ == base_->Size() && state_ == State::kPartial) {
-    if (checker_.joinable()) checker_.join();  // a check that gave up has already left the lock
-    state_ = State::kChecking;
-    checker_ = std::thread([this] { const_cast<CompleteVerifier*>(this)->Check(); });
-  }
+  StartCheckLocked();
+}
+
+void CompleteVerifier::Enable() {
+  std::lock_guard lock(mu_);
+  enabled_ = true;
+  StartCheckLocked();
+}
+
+void CompleteVerifier::StartCheckLocked() const {
+  if (!enabled_ || covered_ != base_->Size() || state_ != State::kPartial) return;
+  if (checker_.joinable()) checker_.join();  // a check that gave up has already left the lock
+  state_ = State::kChecking;
+  checker_ = std::thread([this] { const_cast<CompleteVerifier*>(this)->Check(); });
 }
 
 void CompleteVerifier::Check() {

@@ -37,6 +37,9 @@ class CompleteVerifier : public ReadableFile {
   const std::string& Name() const override { return base_->Name(); }
   void Prefetch(uint64_t offset, uint64_t length) const override { base_->Prefetch(offset, length); }
 
+  // Checks start only once enabled (by the serving process: a thread started before attach
+  // forks would not exist in the child). Starts the check now if the blob is already covered.
+  void Enable();
   State state() const { return state_.load(); }
   static const char* StateName(State s);
   // Waits for a running check (tests, shutdown).
@@ -45,6 +48,7 @@ class CompleteVerifier : public ReadableFile {
  private:
   CompleteVerifier(std::shared_ptr<const ReadableFile> base, std::string digest);
   void Note(uint64_t offset, uint64_t length) const;
+  void StartCheckLocked() const;  // mu_ held
   void Check();
 
   std::shared_ptr<const ReadableFile> base_;
@@ -55,6 +59,7 @@ class CompleteVerifier : public ReadableFile {
   mutable std::atomic<State> state_{State::kPartial};
   mutable std::thread checker_;
   std::atomic<bool> stop_{false};
+  mutable bool enabled_ = false;  // guarded by mu_
 };
 
 // Below the cache: forwards to the registry blob and reports every successful read to the

@@ -29,6 +29,7 @@ Status Read(const CompleteVerifier& f, uint64_t off, size_t n) {
 TEST(CompleteVerifierTest, VerifiedOnceEveryByteWasReadInAnyOrder) {
   auto data = Data(300000);
   auto v = CompleteVerifier::Create(NewMemReadableFile("blob", data), DigestOf(data));
+  v->Enable();
   ASSERT_TRUE(Read(*v, 200000, 100000).ok());
   ASSERT_TRUE(Read(*v, 5, 1000).ok());  // leaves [0, 5) and [1005, 200000)
   ASSERT_TRUE(Read(*v, 1000, 150000).ok());
@@ -45,6 +46,8 @@ TEST(CompleteVerifierTest, MismatchFailsEveryLaterRead) {
   auto data = Data(100000);
   auto v = CompleteVerifier::Create(NewMemReadableFile("blob", data), "sha256:" + std::string(64, '0'));
   ASSERT_TRUE(Read(*v, 0, 100000).ok());
+  EXPECT_EQ(v->state(), CompleteVerifier::State::kPartial);  // not enabled yet: no thread
+  v->Enable();
   v->Join();
   EXPECT_EQ(v->state(), CompleteVerifier::State::kMismatch);
   Status s = Read(*v, 10, 10);
@@ -58,6 +61,7 @@ TEST(CompleteVerifierTest, ACheckThatCannotReadStartsOverLater) {
   storage->bytes = data;
   auto file = std::make_shared<FaultInjectionFile>(NewMemFile("blob", storage));
   auto v = CompleteVerifier::Create(file, DigestOf(data));
+  v->Enable();
   file->FailNthRead(2);  // 1-based: read 1 is ours, read 2 the check's first
   ASSERT_TRUE(Read(*v, 0, 100000).ok());
   v->Join();

@@ -250,6 +250,7 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
 }
 
 void LayerSession::StartBackground() {
+  for (auto& [digest, verifier] : verifiers_) verifier->Enable();
   if (!download_jobs_.empty() && !downloader_) {
     downloader_ = Downloader::Start(cache_dir_, download_jobs_, download_delay_s_, download_rate_);
   }
