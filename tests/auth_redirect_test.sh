@@ -29,14 +29,7 @@ cleanup() {
   rm -rf "$T"
 }
 trap cleanup EXIT
-pass=0
-fail=0
-ok()  { pass=$((pass + 1)); echo "PASS: $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() {
-  local what=$1; shift
-  if "$@" > "$T/check.log" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$T/check.log" | tail -20; fi
-}
+. "$HERE/harness.sh"
 
 L0=$VEC/layer0.lz4-4k-crc.zfile
 L1=$VEC/layer1.lz4-4k-crc.zfile.tar
@@ -74,10 +67,7 @@ check "no credentials: cat fails" sh -c \
 
 # serve: the token and the signed storage URL are reused while valid (2 s); after that the
 # storage answers 403, the reader goes back to the registry, gets a 401 and a new token
-"$OVBD" serve --socket "$T/s.sock" --credentials "$T/config.json" --cache-dir "$T/c4" \
-  --cache-block-size 16K "$R0" "$R1" > "$T/serve.out" 2> "$T/serve.err" &
-SERVER_PID=$!
-for _ in $(seq 1 200); do grep -q '^serving ' "$T/serve.out" 2>/dev/null && break; sleep 0.05; done
+start s --credentials "$T/config.json" --cache-dir "$T/c4" --cache-block-size 16K "$R0" "$R1"
 before=$(stats token_requests)
 "$PY" - "$T/s.sock" "$T/ref.img" > "$T/serve.log" 2>&1 <<'EOF'
 import sys, time, nbd
@@ -94,7 +84,6 @@ check "serve: reads across a token expiry are right" test $? -eq 0
 check "serve: the expired signed URL was dropped for a fresh redirect" test "$(stats storage_expired)" -ge 1
 check "serve: the expired token was replaced" test "$(stats token_requests)" -gt "$before"
 check "serve: still no Authorization header at the storage origin" test "$(stats storage_auth_leaks)" -eq 0
-kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; SERVER_PID=""
+stop || bad "serve: stop"
 
-echo "auth_redirect_test: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary auth_redirect_test

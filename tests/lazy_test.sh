@@ -49,38 +49,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$T" || exit 1
 
-pass=0
-fail=0
-ok()  { pass=$((pass + 1)); echo "PASS: $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@" > "$T/check.log" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$T/check.log" | tail -20; fi
-}
-
-# start NAME ARGS...: ovbd serve on $T/NAME.sock; waits for the ready line. Sets URI, CTL, SERVER_PID.
-start() {
-  local name=$1; shift
-  SOCK="$T/$name.sock"
-  URI="nbd+unix:///?socket=$SOCK"
-  CTL="$SOCK.ctl"
-  "$OVBD" serve --socket "$SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" &
-  SERVER_PID=$!
-  for _ in $(seq 1 400); do
-    grep -q '^serving ' "$T/$name.out" 2>/dev/null && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  bad "$name: server did not start"; cat "$T/$name.err"; SERVER_PID=""; return 1
-}
-stop() {
-  [ -n "$SERVER_PID" ] || return 1
-  kill -TERM "$SERVER_PID"
-  local rc=0
-  wait "$SERVER_PID" || rc=$?
-  SERVER_PID=""
-  return $rc
-}
+. "$HERE/harness.sh"
 # st KEY.PATH: a number from `ovbd ctl status` (e.g. cache.fetched_bytes).
 st() {
   "$OVBD" ctl "$CTL" status | "$PY" -c 'import json,sys
@@ -329,5 +298,4 @@ fi
 check "cache prune --to 0 empties the cache" sh -c \
   "'$OVBD' cache prune --cache-dir '$T/c1' --to 0 >/dev/null && '$OVBD' cache status --cache-dir '$T/c1' --json | '$PY' -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)[\"used\"] == 0 else 1)'"
 
-echo "lazy_test: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary lazy_test

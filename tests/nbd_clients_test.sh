@@ -10,6 +10,7 @@ set -u
 OVBD=${1:?usage: nbd_clients_test.sh OVBD VECTORS_DIR}
 VEC=${2:?usage: nbd_clients_test.sh OVBD VECTORS_DIR}
 PY=/usr/bin/python3
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 for tool in nbdinfo nbdcopy nbdsh qemu-img qemu-io cmp; do
   command -v "$tool" >/dev/null || { echo "SKIP: $tool not found (scripts/install-deps.sh installs it)"; exit 77; }
@@ -28,37 +29,7 @@ cleanup() {
 trap cleanup EXIT
 cd "$T" || exit 1
 
-pass=0
-fail=0
-ok()  { pass=$((pass + 1)); echo "PASS: $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-check() {  # check DESCRIPTION COMMAND...
-  local what=$1; shift
-  if "$@" > "$T/check.log" 2>&1; then ok "$what"; else bad "$what"; sed 's/^/    /' "$T/check.log" | tail -20; fi
-}
-
-# start NAME ARGS...: ovbd serve on $T/NAME.sock; waits for the ready line. Sets URI and SERVER_PID.
-start() {
-  local name=$1; shift
-  SOCK="$T/$name.sock"
-  URI="nbd+unix:///?socket=$SOCK"
-  "$OVBD" serve --socket "$SOCK" "$@" > "$T/$name.out" 2> "$T/$name.err" &
-  SERVER_PID=$!
-  for _ in $(seq 1 200); do
-    grep -q '^serving ' "$T/$name.out" 2>/dev/null && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  bad "$name: server did not start"; cat "$T/$name.err"; SERVER_PID=""; return 1
-}
-# stop: SIGTERM, then the exit code must be 0 (in-flight requests finished, upper flushed).
-stop() {
-  kill -TERM "$SERVER_PID"
-  local rc=0
-  wait "$SERVER_PID" || rc=$?
-  SERVER_PID=""
-  return $rc
-}
+. "$HERE/harness.sh"
 
 # ---- 1. golden stacks: size, block size, map, whole-device copy ---------------------------------
 declare -A STACKS=(
@@ -267,5 +238,4 @@ check "config: a missing layer fails with exit 1 and resultFile failed:..." bash
   ! '$OVBD' serve --socket '$T/bad.sock' --config '$T/bad.json' 2> '$T/bad.err' && grep -q '^failed:' '$T/result' &&
   grep -q 'missing.lsmt' '$T/bad.err'"
 
-echo "nbd_clients: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary nbd_clients
