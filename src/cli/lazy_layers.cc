@@ -204,7 +204,6 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
   for (const auto& [start, end] : store_->CachedRanges(ref.digest)) verifier->NoteRead(start, end - start);
   verifiers_[ref.digest] = verifier;
   std::shared_ptr<const ReadableFile> file = verifier;
-  cached_[ref.digest] = file;
   if (!download_) return file;
   auto switchable = std::make_shared<SwitchableFile>(file);
   download_jobs_.push_back({ref.digest, source, switchable});
@@ -257,7 +256,8 @@ void LayerSession::StartBackground() {
   if (!replay_ || prefetcher_) return;
   trace::PrefetchOptions o;
   o.parallel = prefetch_parallel_;
-  prefetcher_ = trace::Prefetcher::Start(*replay_, cached_, o);
+  std::map<std::string, std::shared_ptr<const ReadableFile>> files(verifiers_.begin(), verifiers_.end());
+  prefetcher_ = trace::Prefetcher::Start(*replay_, std::move(files), o);
 }
 
 Status LayerSession::Finish() {

@@ -97,8 +97,8 @@ class LayerSession {
   std::vector<LayerRef> refs_;
   std::vector<lsmt::LowerLayer> lowers_;
   std::shared_ptr<cache::CacheStore> store_;
-  std::map<std::string, std::shared_ptr<const ReadableFile>> cached_;  // key -> cached blob
-  std::map<std::string, std::shared_ptr<CompleteVerifier>> verifiers_;  // key -> its digest check
+  // digest -> the cached blob behind its digest check (what reads and the prefetch go through)
+  std::map<std::string, std::shared_ptr<CompleteVerifier>> verifiers_;
   std::string record_path_;
   std::shared_ptr<trace::TraceRecorder> recorder_;
   std::vector<uint32_t> trace_ids_;  // recorder layer id of each remote lower, in order
