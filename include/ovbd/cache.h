@@ -3,7 +3,9 @@
 //   reader ── CachedFile(key) ──hit──> DIR/<key>.data  (sparse, block b at b*block_size)
 //                 │    │               DIR/<key>.meta  (header + one 16-byte entry per block:
 //                 │    │                                 length, CRC32C of the data, entry CRC)
-//                 │    └─miss─> source.ReadAt (one fetch per block however many readers wait)
+//                 │    └─miss─> source.ReadAt (adjacent missing blocks of a read in one fetch,
+//                 │              plus refill_size ahead when the read continues a sequential
+//                 │              stream; one fetch per block however many readers wait)
 //                 └──────────> CacheStore: capacity, LRU over all keys, pins, stats, prune
 //
 // Crash safety and self-verification: a block is written to the data file before its table
@@ -35,9 +37,14 @@ namespace ovbd::cache {
 
 inline constexpr uint32_t kMinBlockSize = 4u << 10;
 inline constexpr uint32_t kMaxBlockSize = 16u << 20;
-inline constexpr uint32_t kDefaultBlockSize = 256u << 10;
-// Implementation limit: blocks per key (in-memory table size). 4 Mi blocks = 1 TiB at 256 KiB.
-inline constexpr uint64_t kMaxBlocksPerFile = 4u << 20;
+// The unit the cache fetches, checks (CRC32C) and evicts. Small, so that a scattered working set
+// costs little more than its own bytes on a slow link (docs/design.md "Refill").
+inline constexpr uint32_t kDefaultBlockSize = 16u << 10;
+// How far ahead a miss that continues a sequential stream fetches (the refill granularity).
+inline constexpr uint64_t kDefaultRefillSize = 256u << 10;
+inline constexpr uint64_t kMaxRefillSize = 64u << 20;
+// Implementation limit: blocks per key (in-memory table size). 16 Mi blocks = 256 GiB at 16 KiB.
+inline constexpr uint64_t kMaxBlocksPerFile = 16u << 20;
 // Keys become file names: 1..kMaxKeyLength chars of [A-Za-z0-9._:-], not starting with '.'.
 inline constexpr size_t kMaxKeyLength = 160;
 
@@ -47,15 +54,22 @@ struct CacheOptions {
   // Power of two in [kMinBlockSize, kMaxBlockSize]; 0 = the block size of the tables already in
   // `dir` (the default if there are none). Tables of another block size are discarded on Open.
   uint32_t block_size = kDefaultBlockSize;
+  // Refill granularity of sequential reads: a read with a miss that continues a stream of reads
+  // (each starting where the previous one ended) at least this long also fetches the absent
+  // blocks of the next refill_size bytes, in the same source request. Scattered reads fetch only
+  // their own blocks. 0 = never read ahead; at most kMaxRefillSize. Not stored on disk.
+  uint64_t refill_size = kDefaultRefillSize;
 };
 
 struct CacheStats {
   uint64_t capacity = 0;
   uint32_t block_size = 0;
+  uint64_t refill_size = 0;
   uint64_t used = 0;            // bytes of cached blocks + blocks being fetched
   uint64_t hits = 0;            // blocks served from the cache file
   uint64_t misses = 0;          // blocks fetched from a source (or waited for)
   uint64_t fetched_bytes = 0;   // bytes read from sources
+  uint64_t readahead_bytes = 0; // of which fetched ahead of a sequential stream (refill_size)
   uint64_t evicted_bytes = 0;   // bytes evicted (capacity or Prune)
   uint64_t corrupt_blocks = 0;  // cached blocks that failed verification and were dropped
   size_t files = 0;             // keys known to the store
@@ -106,8 +120,10 @@ class CacheStore {
 
 // A ReadableFile with the content of `source`, served through `store` under `key` (e.g.
 // "sha256:<hex>" of the blob). Size() and Name() are the source's. ReadAt splits a read into
-// block_size-aligned blocks; hits come from the cache file (CRC-verified), misses are fetched
-// from the source once however many readers want them, stored, then served. A source error is
+// block_size-aligned blocks; adjacent hits are read from the cache file with one pread (each
+// block CRC-verified), adjacent misses are fetched from the source with one read (plus the
+// refill_size read-ahead of a sequential stream), once however many readers want them, stored,
+// then served. A source error is
 // returned as is and nothing is cached for that block. If the key was cached for a source of a
 // different size its blocks are dropped (InvalidArgument if that key is being read right now).
 // Thread-safe.

@@ -27,6 +27,10 @@ Status ValidateOptions(const CacheOptions& o) {
     return Status::InvalidArgument("cache: block size " + std::to_string(o.block_size) +
                                    " is not a power of two in [4 KiB, 16 MiB]");
   }
+  if (o.refill_size > kMaxRefillSize) {
+    return Status::InvalidArgument("cache: refill size " + std::to_string(o.refill_size) +
+                                   " is more than 64 MiB");
+  }
   return Status::OK();
 }
 
@@ -96,6 +100,7 @@ Result<std::shared_ptr<CacheStore>> CacheStore::Open(const CacheOptions& options
   OVBD_ASSIGN_OR_RETURN(impl->lock_fd, LockDirectory(options.dir));
   if (impl->options.block_size == 0) impl->options.block_size = AdoptBlockSize(options.dir);
   impl->stats.block_size = impl->options.block_size;
+  impl->stats.refill_size = impl->options.refill_size;
   OVBD_RETURN_IF_ERROR(impl->LoadExisting());
   std::shared_ptr<CacheStore> store(new CacheStore(std::move(impl)));
   OVBD_RETURN_IF_ERROR(store->Prune(options.capacity));

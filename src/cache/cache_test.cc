@@ -126,6 +126,78 @@ TEST(CacheStore, RandomReadsOfAnyAlignmentMatchSource) {
   EXPECT_EQ(f->ReadAt(src->Size() - 1, past).code(), Code::kOutOfRange);
 }
 
+// Refill: a scattered miss fetches its own blocks and nothing more, whatever refill_size is.
+TEST(CacheStore, ScatteredMissFetchesOnlyItsOwnBlocks) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(31, 64 * kBlock));
+  auto store = CacheStore::Open({dir.path(), 1 << 20, kBlock, 16 * kBlock}).value();
+  auto f = Cached(store, src);
+  EXPECT_EQ(Read(*f, 10 * kBlock + 100, 10), Slice(*src, 10 * kBlock + 100, 10));
+  EXPECT_EQ(Read(*f, 30 * kBlock - 5, 10), Slice(*src, 30 * kBlock - 5, 10));  // spans two blocks
+  EXPECT_EQ(src->reads(), 2u);
+  EXPECT_EQ(store->Stats().fetched_bytes, 3u * kBlock);
+  EXPECT_EQ(store->Stats().readahead_bytes, 0u);
+}
+
+// Refill: once a stream of reads (each starting where the last ended) has read refill_size
+// bytes, its next miss also fetches the next refill_size bytes in the same source request.
+TEST(CacheStore, SequentialStreamReadsAheadByRefillSize) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(32, 64 * kBlock));
+  const uint64_t refill = 4 * kBlock;
+  auto store = CacheStore::Open({dir.path(), 1 << 20, kBlock, refill}).value();
+  auto f = Cached(store, src);
+  for (uint64_t b = 0; b < 4; ++b) EXPECT_EQ(Read(*f, b * kBlock, kBlock), Slice(*src, b * kBlock, kBlock));
+  EXPECT_EQ(src->reads(), 4u);  // the stream is shorter than refill_size: no read-ahead yet
+  EXPECT_EQ(Read(*f, 4 * kBlock, kBlock), Slice(*src, 4 * kBlock, kBlock));
+  EXPECT_EQ(src->reads(), 5u);  // block 4 + read-ahead of blocks 5..8, one request
+  EXPECT_EQ(store->Stats().readahead_bytes, refill);
+  for (uint64_t b = 5; b < 9; ++b) EXPECT_EQ(Read(*f, b * kBlock, kBlock), Slice(*src, b * kBlock, kBlock));
+  EXPECT_EQ(src->reads(), 5u);  // all hits
+  // The stream to the end of the file: every byte right, never past the end, nothing twice.
+  for (uint64_t b = 9; b < 64; ++b) EXPECT_EQ(Read(*f, b * kBlock, kBlock), Slice(*src, b * kBlock, kBlock));
+  EXPECT_EQ(store->Stats().fetched_bytes, 64u * kBlock);
+  EXPECT_LT(src->reads(), 5u + 55u / 4u + 2u);
+}
+
+// Refill: read-ahead stops at a block that is already cached (and refill_size 0 disables it).
+TEST(CacheStore, ReadAheadStopsAtCachedBlocksAndCanBeDisabled) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(33, 32 * kBlock));
+  auto store = CacheStore::Open({dir.path(), 1 << 20, kBlock, 8 * kBlock}).value();
+  auto f = Cached(store, src);
+  Read(*f, 11 * kBlock, kBlock);                                   // cached: block 11
+  for (uint64_t b = 0; b < 9; ++b) Read(*f, b * kBlock, kBlock);  // block 8 reads ahead 9..10 only
+  EXPECT_EQ(store->Stats().readahead_bytes, 2u * kBlock);
+  EXPECT_EQ(Read(*f, 0, 12 * kBlock), Slice(*src, 0, 12 * kBlock));
+  TempDir dir2;
+  auto none = CacheStore::Open({dir2.path(), 1 << 20, kBlock, 0}).value();
+  auto g = Cached(none, src);
+  for (uint64_t b = 0; b < 32; ++b) Read(*g, b * kBlock, kBlock);
+  EXPECT_EQ(none->Stats().readahead_bytes, 0u);
+  EXPECT_EQ(none->Stats().fetched_bytes, 32u * kBlock);
+}
+
+// After a restart no block is trusted: a partial hit reads its whole block to check the CRC.
+TEST(CacheStore, PartialHitAfterRestartIsChecked) {
+  TempDir dir;
+  auto bytes = MakeData(34, 8 * kBlock);
+  auto src = std::make_shared<FakeSource>(bytes);
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    Read(*Cached(store, src), 0, bytes.size());
+  }
+  PatchFile(dir.Join(kKey + ".data"), 3 * kBlock + 9, {static_cast<uint8_t>(bytes[3 * kBlock + 9] ^ 1)});
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  uint64_t before = src->reads();
+  EXPECT_EQ(Read(*f, 3 * kBlock + 8, 4), Slice(*src, 3 * kBlock + 8, 4));
+  EXPECT_EQ(store->Stats().corrupt_blocks, 1u);
+  EXPECT_EQ(src->reads(), before + 1);
+  EXPECT_EQ(Read(*f, 2 * kBlock + 100, 3 * kBlock), Slice(*src, 2 * kBlock + 100, 3 * kBlock));
+  EXPECT_EQ(src->reads(), before + 1);  // a run of hits, all good now
+}
+
 TEST(CacheStore, SecondReadIsAHit) {
   TempDir dir;
   auto src = std::make_shared<FakeSource>(MakeData(2, 64 * 1024));
@@ -412,6 +484,8 @@ TEST(CacheStore, RejectInvalidOptions) {
     EXPECT_EQ(CacheStore::Open({dir.path(), 1 << 20, bs}).status().code(), Code::kInvalidArgument) << bs;
   }
   EXPECT_FALSE(CacheStore::Open({dir.Join("no/such/parent"), 1 << 20, kBlock}).ok());
+  EXPECT_EQ(CacheStore::Open({dir.path(), 1 << 20, kBlock, kMaxRefillSize + 1}).status().code(),
+            Code::kInvalidArgument);
 }
 
 TEST(CacheStore, BlockSizeZeroAdoptsTheTablesAlreadyThere) {

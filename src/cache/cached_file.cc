@@ -1,5 +1,7 @@
 // CachedFile: a ReadableFile decorator serving a source through a CacheStore, block by block.
 #include <algorithm>
+#include <array>
+#include <mutex>
 #include <cstring>
 
 #include "cache/block_table.h"
@@ -14,7 +16,7 @@ constexpr int kMaxCacheAttempts = 3;
 // Adjacent missing blocks of one read are fetched with one source read of at most this much.
 constexpr uint64_t kMaxRunBytes = 8u << 20;
 
-// Where one block's bytes go in the caller's buffer.
+// Where one block's bytes go in the caller's buffer (n == 0: a read-ahead block).
 struct Piece {
   uint64_t block;
   size_t length;    // the block's length
@@ -23,14 +25,52 @@ struct Piece {
   size_t done;      // offset in the caller's buffer
 };
 
-// Consecutive blocks of one read that this reader fetches (BlockStep::kFetch), not yet done.
+// Consecutive blocks of one read that take the same path: fetched by this reader
+// (BlockStep::kFetch) or hits (kHit, pinned). Each kind is served with one source read or one
+// cache-file pread for the whole run.
 struct Run {
   std::vector<Piece> pieces;
   std::vector<BlockStep> steps;
   uint64_t bytes = 0;
+  bool empty() const { return pieces.empty(); }
   bool Joins(uint64_t block, size_t length) const {
     return pieces.empty() || (pieces.back().block + 1 == block && bytes + length <= kMaxRunBytes);
   }
+  void Add(const Piece& p, BlockStep step) {
+    pieces.push_back(p);
+    steps.push_back(std::move(step));
+    bytes += p.length;
+  }
+};
+
+// The last few sequential streams of reads of one file: a read that starts where a stream
+// ended continues it. Streams are few (a handful of readers), so a small array does.
+class Streams {
+ public:
+  // Records a read of [offset, offset+n) and returns how many bytes its stream had read before.
+  uint64_t Continue(uint64_t offset, uint64_t n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Stream& s : streams_) {
+      if (s.length != 0 && s.end == offset) {
+        uint64_t before = s.length;
+        s.end = offset + n;
+        s.length += n;
+        return before;
+      }
+    }
+    streams_[next_] = Stream{offset + n, n};
+    next_ = (next_ + 1) % streams_.size();
+    return 0;
+  }
+
+ private:
+  struct Stream {
+    uint64_t end = 0;
+    uint64_t length = 0;  // 0: unused
+  };
+  std::mutex mu_;
+  std::array<Stream, 8> streams_{};
+  size_t next_ = 0;
 };
 
 class CachedFile final : public ReadableFile {
@@ -46,15 +86,23 @@ class CachedFile final : public ReadableFile {
   void Prefetch(uint64_t offset, uint64_t length) const override { source_->Prefetch(offset, length); }
 
  private:
+  // Adds the absent blocks of [from, to) to `run` as read-ahead pieces, stopping at the first
+  // block that is present, being fetched, or finds no room.
+  Status ReadAhead(uint64_t from, uint64_t to, Run& run, std::span<uint8_t> buf) const;
   // Fills `out` (exactly the block's length) with block `block`.
   Status ReadBlock(uint64_t block, std::span<uint8_t> out) const;
-  // The same, starting from a step already begun (not kFetch).
+  // The same, starting from a step already begun.
   Status Serve(uint64_t block, BlockStep& step, std::span<uint8_t> out) const;
+  // Fetches one block this reader claimed (kFetch) into `out` (the block's length).
+  Status FetchOne(uint64_t block, BlockStep& step, std::span<uint8_t> out) const;
   // One source read for the whole run; stores every block, wakes its waiters, fills `buf`.
   Status FetchRun(Run& run, std::span<uint8_t> buf) const;
+  // One cache-file pread for a run of hits; blocks not yet checked by this process are checked
+  // against their CRCs, and one that fails is dropped and refetched.
+  Status HitRun(Run& run, std::span<uint8_t> buf) const;
+  // Releases a step begun but not served because the read is failing with `why`.
+  void Abandon(const Piece& p, BlockStep& step, const Status& why) const;
   bool ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) const;
-  bool ServeVerifiedHit(const Piece& p, std::span<uint8_t> buf) const;
-  Status Fetch(uint64_t block, BlockStep& step, std::span<uint8_t> out) const;
   Status Store(uint64_t block, std::span<const uint8_t> data, uint32_t crc) const;
   static Status Wait(Flight& flight, std::span<uint8_t> out);
   uint64_t BlockStart(uint64_t block) const { return block * impl_->options.block_size; }
@@ -63,11 +111,14 @@ class CachedFile final : public ReadableFile {
   CacheStore::Impl* impl_;
   KeyEntry* entry_;
   std::shared_ptr<const ReadableFile> source_;
+  mutable Streams streams_;
 };
 
-// Blocks are begun in order. Adjacent misses this reader must fetch are collected into a run and
-// fetched with one source read; the run is finished before any other step, so a reader never
-// waits for another reader's fetch while holding unfinished fetches of its own (no deadlock).
+// Blocks are begun in order. Adjacent blocks of the same kind (hits; misses this reader fetches)
+// are collected into a run and served together; a run is finished before a step of another kind
+// is served, so a reader never waits for another reader's fetch while holding unfinished fetches
+// of its own (no deadlock). A read that misses and continues a sequential stream of at least
+// refill_size bytes also fetches the absent blocks of the next refill_size bytes.
 Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   uint64_t size = Size();
   if (offset > size || buf.size() > size - offset) {
@@ -75,8 +126,11 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
                               std::to_string(offset) + " is past the end (" + std::to_string(size) + ")");
   }
   const uint64_t bs = impl_->options.block_size;
+  const uint64_t refill = impl_->options.refill_size;
+  const bool sequential = refill != 0 && streams_.Continue(offset, buf.size()) >= refill;
   thread_local std::vector<uint8_t> scratch;  // reused: no zero-fill per read
-  Run run;
+  Run fetches, hits;
+  bool missed = false;
   for (size_t done = 0; done < buf.size();) {
     uint64_t pos = offset + done;
     Piece p{pos / bs, 0, static_cast<size_t>(pos % bs), 0, done};
@@ -84,45 +138,67 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
     p.n = std::min<size_t>(p.length - p.in_block, buf.size() - done);
     done += p.n;
     BlockStep step = impl_->Begin(entry_, p.block);
-    if (step.kind == BlockStep::kFetch && run.Joins(p.block, p.length)) {
-      run.pieces.push_back(p);
-      run.steps.push_back(std::move(step));
-      run.bytes += p.length;
-      continue;
-    }
-    Status flushed = FetchRun(run, buf);
-    if (step.kind == BlockStep::kFetch) {  // starts the next run
-      run.pieces.push_back(p);
-      run.steps.push_back(std::move(step));
-      run.bytes += p.length;
-      OVBD_RETURN_IF_ERROR(flushed);
-      continue;
+    const bool hit = step.kind == BlockStep::kHit;
+    Status flushed = hit ? FetchRun(fetches, buf) : HitRun(hits, buf);  // the other kind's run
+    if (flushed.ok() && (hit || step.kind == BlockStep::kFetch)) {
+      Run& same = hit ? hits : fetches;
+      if (!same.Joins(p.block, p.length)) flushed = hit ? HitRun(hits, buf) : FetchRun(fetches, buf);
+      if (flushed.ok()) {
+        same.Add(p, std::move(step));
+        missed |= !hit;
+        continue;
+      }
     }
     if (!flushed.ok()) {
-      if (step.kind == BlockStep::kHit) impl_->EndHit(entry_, p.block, true);  // unpin, unread
+      Abandon(p, step, flushed);
       return flushed;
     }
-    // A partial hit on a block already checked by this process reads only what it needs; a
-    // whole-block hit re-checks the CRC (the block is read whole anyway).
-    bool refetch = false;
-    if (step.kind == BlockStep::kHit && step.verified && p.n != p.length) {
-      if (ServeVerifiedHit(p, buf)) continue;
-      refetch = true;  // the read failed and the block was dropped
-    }
+    missed = true;
+    OVBD_RETURN_IF_ERROR(FetchRun(fetches, buf));
     std::span<uint8_t> out = buf.subspan(p.done, p.n);
     if (p.in_block != 0 || p.n != p.length) {
       if (scratch.size() < p.length) scratch.resize(p.length);
       out = std::span<uint8_t>(scratch.data(), p.length);
     }
-    OVBD_RETURN_IF_ERROR(refetch ? ReadBlock(p.block, out) : Serve(p.block, step, out));
+    OVBD_RETURN_IF_ERROR(Serve(p.block, step, out));
     if (out.data() == scratch.data()) std::memcpy(buf.data() + p.done, scratch.data() + p.in_block, p.n);
   }
-  return FetchRun(run, buf);
+  OVBD_RETURN_IF_ERROR(HitRun(hits, buf));
+  if (missed && sequential && !buf.empty()) {
+    const uint64_t end = offset + buf.size();
+    const uint64_t next = (end + bs - 1) / bs;
+    const uint64_t last = std::min<uint64_t>(end + refill, size);
+    OVBD_RETURN_IF_ERROR(ReadAhead(next, (last + bs - 1) / bs, fetches, buf));
+  }
+  return FetchRun(fetches, buf);
+}
+
+Status CachedFile::ReadAhead(uint64_t from, uint64_t to, Run& run, std::span<uint8_t> buf) const {
+  for (uint64_t block = from; block < to; ++block) {
+    const size_t length = impl_->BlockLength(*entry_, block);
+    if (!run.Joins(block, length)) {
+      if (run.bytes + length > kMaxRunBytes) break;  // enough for one request
+      OVBD_RETURN_IF_ERROR(FetchRun(run, buf));
+    }
+    BlockStep step = impl_->BeginReadahead(entry_, block);
+    if (step.kind != BlockStep::kFetch) break;
+    run.Add(Piece{block, length, 0, 0, 0}, std::move(step));
+  }
+  return Status::OK();
+}
+
+void CachedFile::Abandon(const Piece& p, BlockStep& step, const Status& why) const {
+  if (step.kind == BlockStep::kHit) impl_->EndHit(entry_, p.block, true);  // unpin, unread
+  if (step.kind == BlockStep::kFetch) {
+    (void)impl_->Evict(step.victims);
+    impl_->FinishFetch(entry_, p.block, why, 0, false);  // waiters fail like this read
+  }
 }
 
 Status CachedFile::FetchRun(Run& run, std::span<uint8_t> buf) const {
-  if (run.pieces.empty()) return Status::OK();
-  for (BlockStep& step : run.steps) (void)impl_->Evict(step.victims);  // see Fetch
+  if (run.empty()) return Status::OK();
+  // Eviction errors only cost space accounting on disk; the victims are absent in memory.
+  for (BlockStep& step : run.steps) (void)impl_->Evict(step.victims);
   std::vector<uint8_t> data(run.bytes);
   Status s = source_->ReadAt(BlockStart(run.pieces.front().block), data);
   size_t at = 0;
@@ -135,13 +211,48 @@ Status CachedFile::FetchRun(Run& run, std::span<uint8_t> buf) const {
       flight.data.assign(data.begin() + at, data.begin() + at + p.length);
       crc = BlockCrc(flight.data);
       stored = Store(p.block, flight.data, crc).ok();
-      std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
+      if (p.n != 0) std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
     }
-    impl_->FinishFetch(entry_, p.block, s, crc, stored);
+    impl_->FinishFetch(entry_, p.block, s, crc, stored, p.n == 0);
     at += p.length;
   }
   run = Run();
   return s;
+}
+
+// The run's bytes are contiguous in the cache file and in `buf`: one pread fills them. Every
+// block read whole is then checked against its CRC; a partial block is checked by reading it
+// whole, unless this process has checked it before (then the bytes asked for are trusted).
+Status CachedFile::HitRun(Run& run, std::span<uint8_t> buf) const {
+  if (run.empty()) return Status::OK();
+  const Piece& first = run.pieces.front();
+  const Piece& last = run.pieces.back();
+  const size_t n = last.done + last.n - first.done;
+  const bool read = entry_->data->ReadAt(BlockStart(first.block) + first.in_block, buf.subspan(first.done, n)).ok();
+  Status result;
+  for (size_t i = 0; i < run.pieces.size(); ++i) {
+    const Piece& p = run.pieces[i];
+    const BlockStep& step = run.steps[i];
+    std::span<uint8_t> out = buf.subspan(p.done, p.n);
+    bool ok = read;
+    if (ok && p.n == p.length) {
+      ok = BlockCrc(out) == step.crc;
+      impl_->EndHit(entry_, p.block, ok);
+    } else if (ok && step.verified) {
+      impl_->EndHit(entry_, p.block, true);
+    } else {
+      thread_local std::vector<uint8_t> whole;
+      whole.resize(p.length);
+      ok = ServeHit(p.block, step.crc, whole);  // ends the hit
+      if (ok) std::memcpy(out.data(), whole.data() + p.in_block, p.n);
+    }
+    if (ok || !result.ok()) continue;
+    std::vector<uint8_t> block(p.length);  // dropped as corrupt (or unreadable): refetch
+    result = ReadBlock(p.block, block);
+    if (result.ok()) std::memcpy(out.data(), block.data() + p.in_block, p.n);
+  }
+  run = Run();
+  return result;
 }
 
 Status CachedFile::Serve(uint64_t block, BlockStep& step, std::span<uint8_t> out) const {
@@ -150,7 +261,7 @@ Status CachedFile::Serve(uint64_t block, BlockStep& step, std::span<uint8_t> out
       if (ServeHit(block, step.crc, out)) return Status::OK();
       return ReadBlock(block, out);  // dropped as corrupt: refetch
     case BlockStep::kFetch:
-      return Fetch(block, step, out);
+      return FetchOne(block, step, out);
     case BlockStep::kWait:
       return Wait(*step.flight, out);
     case BlockStep::kBypass:
@@ -167,7 +278,7 @@ Status CachedFile::ReadBlock(uint64_t block, std::span<uint8_t> out) const {
         if (ServeHit(block, step.crc, out)) return Status::OK();
         continue;  // dropped as corrupt: the next attempt refetches
       case BlockStep::kFetch:
-        return Fetch(block, step, out);
+        return FetchOne(block, step, out);
       case BlockStep::kWait:
         return Wait(*step.flight, out);
       case BlockStep::kBypass:
@@ -177,13 +288,6 @@ Status CachedFile::ReadBlock(uint64_t block, std::span<uint8_t> out) const {
   return source_->ReadAt(BlockStart(block), out);
 }
 
-// A hit on a block this process has already checked: only the bytes asked for are read.
-bool CachedFile::ServeVerifiedHit(const Piece& p, std::span<uint8_t> buf) const {
-  Status s = entry_->data->ReadAt(BlockStart(p.block) + p.in_block, buf.subspan(p.done, p.n));
-  impl_->EndHit(entry_, p.block, s.ok());
-  return s.ok();  // else the block was dropped; the caller refetches it
-}
-
 bool CachedFile::ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) const {
   Status s = entry_->data->ReadAt(BlockStart(block), out);
   bool verified = s.ok() && BlockCrc(out) == crc;
@@ -191,17 +295,10 @@ bool CachedFile::ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) 
   return verified;
 }
 
-Status CachedFile::Fetch(uint64_t block, BlockStep& step, std::span<uint8_t> out) const {
-  // Eviction errors only cost space accounting on disk; the victims are absent in memory.
-  (void)impl_->Evict(step.victims);
-  Flight& flight = *step.flight;
-  flight.data.resize(out.size());
-  Status s = source_->ReadAt(BlockStart(block), flight.data);
-  uint32_t crc = s.ok() ? BlockCrc(flight.data) : 0;
-  bool stored = s.ok() && Store(block, flight.data, crc).ok();
-  if (s.ok()) std::memcpy(out.data(), flight.data.data(), out.size());
-  impl_->FinishFetch(entry_, block, s, crc, stored);
-  return s;
+Status CachedFile::FetchOne(uint64_t block, BlockStep& step, std::span<uint8_t> out) const {
+  Run run;
+  run.Add(Piece{block, out.size(), 0, out.size(), 0}, std::move(step));
+  return FetchRun(run, out);
 }
 
 // Data before entry: a crash in between leaves an absent or stale entry, both caught on read.

@@ -43,10 +43,21 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
     step.flight = slot.flight;
     return step;
   }
+  if (slot.state == BlockState::kEvicting) return step;  // kBypass
+  return ClaimLocked(e, block);
+}
+
+BlockStep CacheStore::Impl::BeginReadahead(KeyEntry* e, uint64_t block) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (e->blocks[block].state != BlockState::kAbsent) return BlockStep{};  // kBypass
+  return ClaimLocked(e, block);
+}
+
+BlockStep CacheStore::Impl::ClaimLocked(KeyEntry* e, uint64_t block) {
+  BlockSlot& slot = e->blocks[block];
+  BlockStep step;
   uint64_t length = BlockLength(*e, block);
-  if (slot.state == BlockState::kEvicting || !PickVictimsLocked(length, &step.victims)) {
-    return step;  // kBypass
-  }
+  if (!PickVictimsLocked(length, &step.victims)) return step;  // kBypass
   stats.used += length;
   slot.state = BlockState::kFetching;
   slot.verified = false;
@@ -98,13 +109,14 @@ void CacheStore::Impl::EndHit(KeyEntry* e, uint64_t block, bool verified) {
 }
 
 void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& status,
-                                   uint32_t crc, bool stored) {
+                                   uint32_t crc, bool stored, bool readahead) {
   std::shared_ptr<Flight> flight;
   {
     std::lock_guard<std::mutex> lock(mu);
     BlockSlot& slot = e->blocks[block];
     flight = std::move(slot.flight);
     if (status.ok()) stats.fetched_bytes += slot.length;
+    if (status.ok() && readahead) stats.readahead_bytes += slot.length;
     if (stored) {
       slot.state = BlockState::kPresent;
       slot.verified = true;  // we just wrote these bytes

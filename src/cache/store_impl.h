@@ -89,10 +89,18 @@ struct CacheStore::Impl {
 
   // ---- store_blocks.cc: the state machine (each takes mu itself) ----
   BlockStep Begin(KeyEntry* e, uint64_t block);
+  // The common tail of Begin and BeginReadahead for an absent block: reserves room and marks it
+  // kFetching (kFetch), or kBypass if no room can be made.
+  BlockStep ClaimLocked(KeyEntry* e, uint64_t block);
+  // Read-ahead: claims `block` for fetching (kFetch) only if it is absent and room can be made
+  // without waiting; otherwise kBypass, meaning "do not read ahead here". Not counted as a miss.
+  BlockStep BeginReadahead(KeyEntry* e, uint64_t block);
   // Ends a hit; `verified` false drops the block (counted corrupt) so the reader refetches.
   void EndHit(KeyEntry* e, uint64_t block, bool verified);
   // Ends a fetch: present if `stored`, else absent; wakes the waiters with `status`.
-  void FinishFetch(KeyEntry* e, uint64_t block, const Status& status, uint32_t crc, bool stored);
+  // `readahead`: the block was fetched ahead of a stream (counted in readahead_bytes).
+  void FinishFetch(KeyEntry* e, uint64_t block, const Status& status, uint32_t crc, bool stored,
+                   bool readahead = false);
   // Clears the victims' entries and punches their holes, then marks them absent.
   Status Evict(const std::vector<BlockRef>& victims);
   // Under mu: picks unpinned LRU victims freeing >= `need` bytes, marks them kEvicting and

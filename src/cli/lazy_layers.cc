@@ -27,8 +27,15 @@ void AddLazyArgs(CLI::App* cmd, LazyArgs* a, bool with_trace) {
       ->group(group)
       ->capture_default_str();
   cmd->add_option("--cache-block-size", a->cache_block_size,
-                  "Refill granularity: a miss fetches this much (power of two, 4K..16M)")
+                  "Unit the cache fetches, checks and evicts (power of two, 4K..16M); a scattered miss "
+                  "fetches only its own blocks. Another size than the cache directory's discards it")
       ->check(SizeValidator(4096, true))
+      ->group(group)
+      ->capture_default_str();
+  cmd->add_option("--refill-size", a->refill_size,
+                  "Refill granularity of sequential reads: a miss that continues a stream of at least this "
+                  "many bytes also fetches this much ahead (0 = no read-ahead; at most 64M)")
+      ->check(SizeValidator(1, false))
       ->group(group)
       ->capture_default_str();
   cmd->add_option("--proxy", a->proxy, "HTTP proxy for registry requests (e.g. a P2P agent such as dfdaemon)")
@@ -181,6 +188,7 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
     co.dir = args.cache_dir;
     co.capacity = ParsedSize(args.cache_size);
     co.block_size = static_cast<uint32_t>(ParsedSize(args.cache_block_size));
+    co.refill_size = ParsedSize(args.refill_size);
     auto store = cache::CacheStore::Open(co);
     if (!store.ok()) {
       return store.status().WithContext("--cache-dir " + args.cache_dir +
@@ -274,10 +282,16 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
   nlohmann::ordered_json j;
   if (store_) {
     const cache::CacheStats c = store_->Stats();
-    j["cache"] = {{"capacity", c.capacity},         {"block_size", c.block_size},
-                  {"used", c.used},                 {"hits", c.hits},
-                  {"misses", c.misses},             {"fetched_bytes", c.fetched_bytes},
-                  {"evicted_bytes", c.evicted_bytes}, {"corrupt_blocks", c.corrupt_blocks}};
+    j["cache"] = {{"capacity", c.capacity},
+                  {"block_size", c.block_size},
+                  {"refill_size", c.refill_size},
+                  {"used", c.used},
+                  {"hits", c.hits},
+                  {"misses", c.misses},
+                  {"fetched_bytes", c.fetched_bytes},
+                  {"readahead_bytes", c.readahead_bytes},
+                  {"evicted_bytes", c.evicted_bytes},
+                  {"corrupt_blocks", c.corrupt_blocks}};
   }
   nlohmann::ordered_json remote = nlohmann::ordered_json::array();
   for (const auto& r : refs_) {

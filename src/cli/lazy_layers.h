@@ -38,7 +38,8 @@ namespace ovbd::cli {
 struct LazyArgs {
   std::string cache_dir = "/var/cache/ovbd";
   std::string cache_size = "4G";
-  std::string cache_block_size = "256K";
+  std::string cache_block_size = "16K";
+  std::string refill_size = "256K";
   std::string proxy;
   std::string credentials;
   bool insecure = false;
