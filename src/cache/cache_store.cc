@@ -86,6 +86,7 @@ Status ValidateKey(const std::string& key) {
 }
 
 CacheStore::Impl::~Impl() {
+  StopFillWorkers();
   if (lock_fd >= 0) ::close(lock_fd);
 }
 

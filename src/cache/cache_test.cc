@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <chrono>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -196,6 +198,62 @@ TEST(CacheStore, PartialHitAfterRestartIsChecked) {
   EXPECT_EQ(src->reads(), before + 1);
   EXPECT_EQ(Read(*f, 2 * kBlock + 100, 3 * kBlock), Slice(*src, 2 * kBlock + 100, 3 * kBlock));
   EXPECT_EQ(src->reads(), before + 1);  // a run of hits, all good now
+}
+
+bool WaitFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 5000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return done();
+}
+
+// Prefetch hints: a fill worker fetches the absent blocks of the range in one request, in the
+// background; reads that follow are hits.
+TEST(CacheStore, PrefetchFillsInTheBackground) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(35, 32 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  Read(*f, 4 * kBlock, kBlock);  // cached already: the hint skips it
+  f->Prefetch(2 * kBlock + 5, 6 * kBlock);
+  ASSERT_TRUE(WaitFor([&] { return store->Stats().fetched_bytes == 7u * kBlock; }));
+  EXPECT_EQ(src->reads(), 3u);  // the read, blocks 2..3, blocks 5..8
+  EXPECT_EQ(Read(*f, 2 * kBlock, 7 * kBlock), Slice(*src, 2 * kBlock, 7 * kBlock));
+  EXPECT_EQ(src->reads(), 3u);
+  f->Prefetch(2 * kBlock, 7 * kBlock);  // all cached: nothing to do
+  f->Prefetch(40 * kBlock, kBlock);     // past the end: ignored
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(src->reads(), 3u);
+}
+
+// A read of a block a fill worker is fetching waits for that fetch: one source read in all.
+TEST(CacheStore, ReadWaitsForTheFillOfItsBlock) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(36, 16 * kBlock));
+  src->Gate(0);
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  f->Prefetch(0, 4 * kBlock);
+  src->WaitUntilGated(1);
+  std::vector<uint8_t> got;
+  std::thread reader([&] { got = Read(*f, kBlock, 2 * kBlock); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  src->Release();
+  reader.join();
+  EXPECT_EQ(got, Slice(*src, kBlock, 2 * kBlock));
+  EXPECT_EQ(src->reads(), 1u);
+}
+
+// A store with queued or running fill jobs closes cleanly (the jobs finish or are dropped).
+TEST(CacheStore, StoreClosesWithFillJobsPending) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(37, 256 * kBlock));
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    auto f = Cached(store, src);
+    for (uint64_t b = 0; b < 256; b += 2) f->Prefetch(b * kBlock, kBlock);
+  }
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  EXPECT_EQ(Read(*f, 0, 256 * kBlock), src->bytes());
 }
 
 TEST(CacheStore, SecondReadIsAHit) {

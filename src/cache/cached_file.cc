@@ -73,6 +73,57 @@ class Streams {
   size_t next_ = 0;
 };
 
+// Data before entry: a crash in between leaves an absent or stale entry, both caught on read.
+Status StoreBlock(const CacheStore::Impl& impl, KeyEntry* e, uint64_t block, std::span<const uint8_t> data,
+                  uint32_t crc) {
+  OVBD_RETURN_IF_ERROR(e->data->WriteAt(block * impl.options.block_size, data));
+  TableEntry entry{static_cast<uint32_t>(data.size()), crc};
+  return e->meta->WriteAt(EntryOffset(block), EncodeEntry(block, entry));
+}
+
+// One source read for the whole run; stores every block, wakes its waiters, copies the wanted
+// bytes of each piece (n > 0) into `buf`. Leaves `run` empty.
+Status FetchRunFrom(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& source, Run& run,
+                    std::span<uint8_t> buf) {
+  if (run.empty()) return Status::OK();
+  // Eviction errors only cost space accounting on disk; the victims are absent in memory.
+  for (BlockStep& step : run.steps) (void)impl->Evict(step.victims);
+  std::vector<uint8_t> data(run.bytes);
+  Status s = source.ReadAt(run.pieces.front().block * impl->options.block_size, data);
+  size_t at = 0;
+  for (size_t i = 0; i < run.pieces.size(); ++i) {
+    const Piece& p = run.pieces[i];
+    Flight& flight = *run.steps[i].flight;
+    uint32_t crc = 0;
+    bool stored = false;
+    if (s.ok()) {
+      flight.data.assign(data.begin() + at, data.begin() + at + p.length);
+      crc = BlockCrc(flight.data);
+      stored = StoreBlock(*impl, e, p.block, flight.data, crc).ok();
+      if (p.n != 0) std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
+    }
+    impl->FinishFetch(e, p.block, s, crc, stored, p.n == 0);
+    at += p.length;
+  }
+  run = Run();
+  return s;
+}
+
+// Claims the absent blocks of [from, to) as read-ahead pieces of `run` (n == 0), fetching the
+// run whenever it is full; stops at the first block that is present, being fetched, or finds no
+// room. The last run is left to the caller.
+Status ClaimAhead(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& source, uint64_t from, uint64_t to,
+                  Run& run, std::span<uint8_t> buf) {
+  for (uint64_t block = from; block < to; ++block) {
+    const size_t length = impl->BlockLength(*e, block);
+    if (!run.Joins(block, length)) OVBD_RETURN_IF_ERROR(FetchRunFrom(impl, e, source, run, buf));
+    BlockStep step = impl->BeginReadahead(e, block);
+    if (step.kind != BlockStep::kFetch) break;
+    run.Add(Piece{block, length, 0, 0, 0}, std::move(step));
+  }
+  return Status::OK();
+}
+
 class CachedFile final : public ReadableFile {
  public:
   CachedFile(std::shared_ptr<CacheStore> store, CacheStore::Impl* impl, KeyEntry* entry,
@@ -83,12 +134,13 @@ class CachedFile final : public ReadableFile {
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   uint64_t Size() const override { return source_->Size(); }
   const std::string& Name() const override { return source_->Name(); }
-  void Prefetch(uint64_t offset, uint64_t length) const override { source_->Prefetch(offset, length); }
+  // Hands [offset, offset+length) to the store's fill workers: its absent blocks are fetched in
+  // the background (ahead of the reads that follow), in runs of adjacent blocks.
+  void Prefetch(uint64_t offset, uint64_t length) const override {
+    impl_->Hint(FillJob{entry_, source_, offset, length});
+  }
 
  private:
-  // Adds the absent blocks of [from, to) to `run` as read-ahead pieces, stopping at the first
-  // block that is present, being fetched, or finds no room.
-  Status ReadAhead(uint64_t from, uint64_t to, Run& run, std::span<uint8_t> buf) const;
   // Fills `out` (exactly the block's length) with block `block`.
   Status ReadBlock(uint64_t block, std::span<uint8_t> out) const;
   // The same, starting from a step already begun.
@@ -103,7 +155,6 @@ class CachedFile final : public ReadableFile {
   // Releases a step begun but not served because the read is failing with `why`.
   void Abandon(const Piece& p, BlockStep& step, const Status& why) const;
   bool ServeHit(uint64_t block, uint32_t crc, std::span<uint8_t> out) const;
-  Status Store(uint64_t block, std::span<const uint8_t> data, uint32_t crc) const;
   static Status Wait(Flight& flight, std::span<uint8_t> out);
   uint64_t BlockStart(uint64_t block) const { return block * impl_->options.block_size; }
 
@@ -168,23 +219,9 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
     const uint64_t end = offset + buf.size();
     const uint64_t next = (end + bs - 1) / bs;
     const uint64_t last = std::min<uint64_t>(end + refill, size);
-    OVBD_RETURN_IF_ERROR(ReadAhead(next, (last + bs - 1) / bs, fetches, buf));
+    OVBD_RETURN_IF_ERROR(ClaimAhead(impl_, entry_, *source_, next, (last + bs - 1) / bs, fetches, buf));
   }
   return FetchRun(fetches, buf);
-}
-
-Status CachedFile::ReadAhead(uint64_t from, uint64_t to, Run& run, std::span<uint8_t> buf) const {
-  for (uint64_t block = from; block < to; ++block) {
-    const size_t length = impl_->BlockLength(*entry_, block);
-    if (!run.Joins(block, length)) {
-      if (run.bytes + length > kMaxRunBytes) break;  // enough for one request
-      OVBD_RETURN_IF_ERROR(FetchRun(run, buf));
-    }
-    BlockStep step = impl_->BeginReadahead(entry_, block);
-    if (step.kind != BlockStep::kFetch) break;
-    run.Add(Piece{block, length, 0, 0, 0}, std::move(step));
-  }
-  return Status::OK();
 }
 
 void CachedFile::Abandon(const Piece& p, BlockStep& step, const Status& why) const {
@@ -196,28 +233,7 @@ void CachedFile::Abandon(const Piece& p, BlockStep& step, const Status& why) con
 }
 
 Status CachedFile::FetchRun(Run& run, std::span<uint8_t> buf) const {
-  if (run.empty()) return Status::OK();
-  // Eviction errors only cost space accounting on disk; the victims are absent in memory.
-  for (BlockStep& step : run.steps) (void)impl_->Evict(step.victims);
-  std::vector<uint8_t> data(run.bytes);
-  Status s = source_->ReadAt(BlockStart(run.pieces.front().block), data);
-  size_t at = 0;
-  for (size_t i = 0; i < run.pieces.size(); ++i) {
-    const Piece& p = run.pieces[i];
-    Flight& flight = *run.steps[i].flight;
-    uint32_t crc = 0;
-    bool stored = false;
-    if (s.ok()) {
-      flight.data.assign(data.begin() + at, data.begin() + at + p.length);
-      crc = BlockCrc(flight.data);
-      stored = Store(p.block, flight.data, crc).ok();
-      if (p.n != 0) std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
-    }
-    impl_->FinishFetch(entry_, p.block, s, crc, stored, p.n == 0);
-    at += p.length;
-  }
-  run = Run();
-  return s;
+  return FetchRunFrom(impl_, entry_, *source_, run, buf);
 }
 
 // The run's bytes are contiguous in the cache file and in `buf`: one pread fills them. Every
@@ -301,13 +317,6 @@ Status CachedFile::FetchOne(uint64_t block, BlockStep& step, std::span<uint8_t> 
   return FetchRun(run, out);
 }
 
-// Data before entry: a crash in between leaves an absent or stale entry, both caught on read.
-Status CachedFile::Store(uint64_t block, std::span<const uint8_t> data, uint32_t crc) const {
-  OVBD_RETURN_IF_ERROR(entry_->data->WriteAt(BlockStart(block), data));
-  TableEntry entry{static_cast<uint32_t>(data.size()), crc};
-  return entry_->meta->WriteAt(EntryOffset(block), EncodeEntry(block, entry));
-}
-
 Status CachedFile::Wait(Flight& flight, std::span<uint8_t> out) {
   OVBD_RETURN_IF_ERROR(flight.Wait());
   std::memcpy(out.data(), flight.data.data(), out.size());
@@ -315,6 +324,28 @@ Status CachedFile::Wait(Flight& flight, std::span<uint8_t> out) {
 }
 
 }  // namespace
+
+void FillRange(CacheStore::Impl* impl, const FillJob& job) {
+  const uint64_t size = job.entry->size;
+  if (job.length == 0 || job.offset >= size) return;
+  const uint64_t bs = impl->options.block_size;
+  const uint64_t end = job.offset + std::min(job.length, size - job.offset);
+  const uint64_t last = (end + bs - 1) / bs;
+  Run run;
+  // Blocks already cached or in flight are skipped, not a reason to stop: the hint covers them.
+  // A hint: a failed fetch ends the job quietly; the reads that follow report the error.
+  for (uint64_t block = job.offset / bs; block < last; ++block) {
+    const size_t length = impl->BlockLength(*job.entry, block);
+    if (!run.Joins(block, length) && !FetchRunFrom(impl, job.entry, *job.source, run, {}).ok()) return;
+    BlockStep step = impl->BeginReadahead(job.entry, block);
+    if (step.kind == BlockStep::kFetch) {
+      run.Add(Piece{block, length, 0, 0, 0}, std::move(step));
+    } else if (!FetchRunFrom(impl, job.entry, *job.source, run, {}).ok()) {
+      return;
+    }
+  }
+  (void)FetchRunFrom(impl, job.entry, *job.source, run, {});
+}
 
 Result<std::unique_ptr<ReadableFile>> NewCachedFile(std::shared_ptr<CacheStore> store,
                                                     const std::string& key,

@@ -14,6 +14,9 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <thread>
+#include <sys/types.h>
 #include <list>
 #include <map>
 #include <memory>
@@ -67,6 +70,14 @@ struct KeyEntry {
   uint32_t open_files = 0;  // CachedFiles attached; a size change needs 0
 };
 
+// A Prefetch hint of one cached file: fetch the absent blocks of [offset, offset+length).
+struct FillJob {
+  KeyEntry* entry = nullptr;                    // lives as long as the store
+  std::shared_ptr<const ReadableFile> source;  // kept alive while the job waits
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
 // What a reader does for one block.
 struct BlockStep {
   enum Kind { kHit, kFetch, kWait, kBypass } kind = kBypass;
@@ -83,6 +94,23 @@ struct CacheStore::Impl {
   std::map<std::string, std::unique_ptr<KeyEntry>> keys;
   std::list<BlockRef> lru;  // present blocks, least recently used first
   CacheStats stats;         // capacity/used/files kept current under mu
+
+  // Fill workers (fill_pool.cc): Prefetch hints run on kFillThreads threads, started on the first
+  // hint of a process (threads do not survive fork: a forked child starts its own). At most
+  // kMaxFillJobs wait; more hints are dropped. Guarded by fill_mu, not mu.
+  static constexpr size_t kFillThreads = 8;
+  static constexpr size_t kMaxFillJobs = 256;
+  std::mutex fill_mu;
+  std::condition_variable fill_cv;
+  std::deque<FillJob> fill_jobs;
+  std::vector<std::thread> fill_threads;
+  pid_t fill_pid = 0;
+  bool fill_stop = false;
+  // Queues the job unless every block of its range is already present or being fetched.
+  void Hint(FillJob job);
+  bool NothingToFill(const FillJob& job);
+  void FillWorker();
+  void StopFillWorkers();
 
   ~Impl();
   uint64_t BlockLength(const KeyEntry& e, uint64_t block) const;
@@ -120,5 +148,8 @@ struct CacheStore::Impl {
   Status LoadTable(KeyEntry* e);
   void AddEntryLocked(std::unique_ptr<KeyEntry> e);
 };
+
+// Fetches the absent blocks of the job's range (cached_file.cc); errors are dropped.
+void FillRange(CacheStore::Impl* impl, const FillJob& job);
 
 }  // namespace ovbd::cache

@@ -30,6 +30,13 @@ class StackImage final : public Image {
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   uint64_t Size() const override { return size_; }
   const std::string& Name() const override { return name_; }
+  // NBD_CMD_CACHE and friends: hints the lower-layer parts of the range to their files.
+  void Prefetch(uint64_t offset, uint64_t length) const override {
+    if (offset >= size_ || length == 0) return;
+    length = std::min(length, size_ - offset);
+    SectorRange range = CoveringSectors(offset, length);
+    PrefetchLowers(Resolve(range.offset, range.length), offset, length, 1);
+  }
 
   bool writable() const override { return upper_ != nullptr; }
   Status Write(uint64_t offset, std::span<const uint8_t> data) override;
@@ -50,6 +57,10 @@ class StackImage final : public Image {
   // Segments covering [offset, offset+length) sectors, clipped, sorted, with global tags.
   std::vector<Segment> Resolve(uint64_t offset, uint64_t length) const;
   Status CheckWrite(uint64_t offset, uint64_t length, const char* op) const;
+  // Passes the lower-layer parts of [offset, offset+length) to their files' Prefetch, if the
+  // range has at least `min_segments` of them.
+  void PrefetchLowers(const std::vector<Segment>& segments, uint64_t offset, uint64_t length,
+                      long min_segments = 2) const;
 
   std::vector<std::shared_ptr<const ReadableFile>> lowers_;  // bottom first
   std::vector<HeaderTrailer> headers_;                       // lowers' headers, bottom first
@@ -94,10 +105,30 @@ Status StackImage::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   }
   if (buf.empty()) return Status::OK();
   SectorRange range = CoveringSectors(offset, buf.size());
-  return FillFromSegments(Resolve(range.offset, range.length), offset, buf,
+  const std::vector<Segment> segments = Resolve(range.offset, range.length);
+  PrefetchLowers(segments, offset, buf.size());
+  return FillFromSegments(segments, offset, buf,
                           [this](uint8_t tag, uint64_t at, std::span<uint8_t> out) {
                             return ReadLayerData(tag, at, out);
                           });
+}
+
+// A read that spans several segments of lower layers names them all to their files before
+// reading the first: files that fetch from far away (cached registry blobs) then fetch them in
+// parallel instead of one after the other. Local files get a readahead hint.
+void StackImage::PrefetchLowers(const std::vector<Segment>& segments, uint64_t offset, uint64_t length,
+                                long min_segments) const {
+  const auto is_lower = [this](const Segment& s) { return !s.zeroed && !(upper_ && s.tag == 0); };
+  if (std::count_if(segments.begin(), segments.end(), is_lower) < min_segments) return;
+  const uint64_t end = offset + length;
+  for (const Segment& s : segments) {
+    if (!is_lower(s)) continue;
+    const size_t index = s.tag - (upper_ ? 1u : 0u);
+    if (index >= lowers_.size()) continue;  // ReadLayerData reports it
+    const uint64_t begin = std::max(s.offset * kSectorSize, offset);
+    const uint64_t stop = std::min(s.end() * kSectorSize, end);
+    if (begin < stop) lowers_[lowers_.size() - 1 - index]->Prefetch(s.moffset * kSectorSize + (begin - s.offset * kSectorSize), stop - begin);
+  }
 }
 
 Status StackImage::ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const {

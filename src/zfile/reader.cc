@@ -147,6 +147,11 @@ Status ZFileReader::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   const uint64_t bs = info_.block_size;
   const uint64_t end_block = (offset + buf.size() - 1) / bs + 1;
   Scratch scratch;
+  // A read of several runs tells the file all of its compressed range first: a file that
+  // fetches from far away (a cached registry blob) can fetch it in one go, not run by run.
+  if (const uint64_t first = offset / bs; RunEnd(first, end_block) < end_block) {
+    file_->Prefetch(table_.Offset(first), table_.Offset(end_block) - table_.Offset(first));
+  }
   for (uint64_t first = offset / bs; first < end_block;) {
     const uint64_t end = RunEnd(first, end_block);
     OVBD_RETURN_IF_ERROR(ReadRun(first, end, offset, buf, &scratch));
