@@ -8,41 +8,46 @@
 #include "cache/store_impl.h"
 
 namespace ovbd::cache {
+
+// Data before entry: a crash in between leaves an absent or stale entry, both caught on read.
+static Status StoreBlock(const CacheStore::Impl& impl, KeyEntry* e, uint64_t block,
+                         std::span<const uint8_t> data, uint32_t crc) {
+  OVBD_RETURN_IF_ERROR(e->data->WriteAt(block * impl.options.block_size, data));
+  TableEntry entry{static_cast<uint32_t>(data.size()), crc};
+  return e->meta->WriteAt(EntryOffset(block), EncodeEntry(block, entry));
+}
+
+Status FetchRunFrom(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& source, Run& run,
+                    std::span<uint8_t> buf) {
+  if (run.empty()) return Status::OK();
+  // Eviction errors only cost space accounting on disk; the victims are absent in memory.
+  for (BlockStep& step : run.steps) (void)impl->Evict(step.victims);
+  std::vector<uint8_t> data(run.bytes);
+  Status s = source.ReadAt(run.pieces.front().block * impl->options.block_size, data);
+  size_t at = 0;
+  for (size_t i = 0; i < run.pieces.size(); ++i) {
+    const Piece& p = run.pieces[i];
+    Flight& flight = *run.steps[i].flight;
+    uint32_t crc = 0;
+    bool stored = false;
+    if (s.ok()) {
+      flight.data.assign(data.begin() + at, data.begin() + at + p.length);
+      crc = BlockCrc(flight.data);
+      stored = StoreBlock(*impl, e, p.block, flight.data, crc).ok();
+      if (p.n != 0) std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
+    }
+    impl->FinishFetch(e, p.block, s, crc, stored, p.n == 0);
+    at += p.length;
+  }
+  run = Run();
+  return s;
+}
+
 namespace {
 
 // How often a block that fails verification is retried through the cache before the reader
 // falls back to the source directly.
 constexpr int kMaxCacheAttempts = 3;
-// Adjacent missing blocks of one read are fetched with one source read of at most this much.
-constexpr uint64_t kMaxRunBytes = 8u << 20;
-
-// Where one block's bytes go in the caller's buffer (n == 0: a read-ahead block).
-struct Piece {
-  uint64_t block;
-  size_t length;    // the block's length
-  size_t in_block;  // first byte wanted
-  size_t n;         // bytes wanted
-  size_t done;      // offset in the caller's buffer
-};
-
-// Consecutive blocks of one read that take the same path: fetched by this reader
-// (BlockStep::kFetch) or hits (kHit, pinned). Each kind is served with one source read or one
-// cache-file pread for the whole run.
-struct Run {
-  std::vector<Piece> pieces;
-  std::vector<BlockStep> steps;
-  uint64_t bytes = 0;
-  bool empty() const { return pieces.empty(); }
-  bool Joins(uint64_t block, size_t length) const {
-    return pieces.empty() || (pieces.back().block + 1 == block && bytes + length <= kMaxRunBytes);
-  }
-  void Add(const Piece& p, BlockStep step) {
-    pieces.push_back(p);
-    steps.push_back(std::move(step));
-    bytes += p.length;
-  }
-};
-
 // The last few sequential streams of reads of one file: a read that starts where a stream
 // ended continues it. Streams are few (a handful of readers), so a small array does.
 class Streams {
@@ -73,42 +78,6 @@ class Streams {
   size_t next_ = 0;
 };
 
-// Data before entry: a crash in between leaves an absent or stale entry, both caught on read.
-Status StoreBlock(const CacheStore::Impl& impl, KeyEntry* e, uint64_t block, std::span<const uint8_t> data,
-                  uint32_t crc) {
-  OVBD_RETURN_IF_ERROR(e->data->WriteAt(block * impl.options.block_size, data));
-  TableEntry entry{static_cast<uint32_t>(data.size()), crc};
-  return e->meta->WriteAt(EntryOffset(block), EncodeEntry(block, entry));
-}
-
-// One source read for the whole run; stores every block, wakes its waiters, copies the wanted
-// bytes of each piece (n > 0) into `buf`. Leaves `run` empty.
-Status FetchRunFrom(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& source, Run& run,
-                    std::span<uint8_t> buf) {
-  if (run.empty()) return Status::OK();
-  // Eviction errors only cost space accounting on disk; the victims are absent in memory.
-  for (BlockStep& step : run.steps) (void)impl->Evict(step.victims);
-  std::vector<uint8_t> data(run.bytes);
-  Status s = source.ReadAt(run.pieces.front().block * impl->options.block_size, data);
-  size_t at = 0;
-  for (size_t i = 0; i < run.pieces.size(); ++i) {
-    const Piece& p = run.pieces[i];
-    Flight& flight = *run.steps[i].flight;
-    uint32_t crc = 0;
-    bool stored = false;
-    if (s.ok()) {
-      flight.data.assign(data.begin() + at, data.begin() + at + p.length);
-      crc = BlockCrc(flight.data);
-      stored = StoreBlock(*impl, e, p.block, flight.data, crc).ok();
-      if (p.n != 0) std::memcpy(buf.data() + p.done, flight.data.data() + p.in_block, p.n);
-    }
-    impl->FinishFetch(e, p.block, s, crc, stored, p.n == 0);
-    at += p.length;
-  }
-  run = Run();
-  return s;
-}
-
 // Claims the absent blocks of [from, to) as read-ahead pieces of `run` (n == 0), fetching the
 // run whenever it is full; stops at the first block that is present, being fetched, or finds no
 // room. The last run is left to the caller.
@@ -134,11 +103,10 @@ class CachedFile final : public ReadableFile {
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   uint64_t Size() const override { return source_->Size(); }
   const std::string& Name() const override { return source_->Name(); }
-  // Hands [offset, offset+length) to the store's fill workers: its absent blocks are fetched in
-  // the background (ahead of the reads that follow), in runs of adjacent blocks.
-  void Prefetch(uint64_t offset, uint64_t length) const override {
-    impl_->Hint(FillJob{entry_, source_, offset, length});
-  }
+  // Claims the absent blocks of [offset, offset+length) now and hands them to the store's fill
+  // workers: they are fetched in the background, in runs of adjacent blocks, and the reads that
+  // follow wait for those fetches instead of starting their own.
+  void Prefetch(uint64_t offset, uint64_t length) const override { impl_->Hint(entry_, source_, offset, length); }
 
  private:
   // Fills `out` (exactly the block's length) with block `block`.
@@ -324,28 +292,6 @@ Status CachedFile::Wait(Flight& flight, std::span<uint8_t> out) {
 }
 
 }  // namespace
-
-void FillRange(CacheStore::Impl* impl, const FillJob& job) {
-  const uint64_t size = job.entry->size;
-  if (job.length == 0 || job.offset >= size) return;
-  const uint64_t bs = impl->options.block_size;
-  const uint64_t end = job.offset + std::min(job.length, size - job.offset);
-  const uint64_t last = (end + bs - 1) / bs;
-  Run run;
-  // Blocks already cached or in flight are skipped, not a reason to stop: the hint covers them.
-  // A hint: a failed fetch ends the job quietly; the reads that follow report the error.
-  for (uint64_t block = job.offset / bs; block < last; ++block) {
-    const size_t length = impl->BlockLength(*job.entry, block);
-    if (!run.Joins(block, length) && !FetchRunFrom(impl, job.entry, *job.source, run, {}).ok()) return;
-    BlockStep step = impl->BeginReadahead(job.entry, block);
-    if (step.kind == BlockStep::kFetch) {
-      run.Add(Piece{block, length, 0, 0, 0}, std::move(step));
-    } else if (!FetchRunFrom(impl, job.entry, *job.source, run, {}).ok()) {
-      return;
-    }
-  }
-  (void)FetchRunFrom(impl, job.entry, *job.source, run, {});
-}
 
 Result<std::unique_ptr<ReadableFile>> NewCachedFile(std::shared_ptr<CacheStore> store,
                                                     const std::string& key,

@@ -1,8 +1,11 @@
-// Fill workers: the background threads that serve CachedFile::Prefetch hints (store_impl.h).
+// Fill workers: the background threads that fetch what CachedFile::Prefetch hints (store_impl.h).
 //
-// A hint only names a range; its blocks are claimed when a worker takes the job, so a queued job
-// never holds anything a reader could wait for, and a reader that gets there first simply
-// fetches the blocks itself (the worker then skips them).
+// The hinting thread claims the range's absent blocks itself (they become Fetching, as for a
+// miss), so the reads that follow it wait for the worker's fetch instead of racing it with
+// fetches of their own: one request per run of adjacent absent blocks. Workers fetch runs they
+// were handed and never wait on anyone, so readers waiting on them cannot deadlock. A claimed
+// job is never dropped: it is fetched, or failed when the store closes (waking its waiters);
+// only a hint that finds the queue full is dropped, before it claims anything.
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,31 +24,35 @@ void ForgetThreads(std::vector<std::thread>& threads) {
 
 }  // namespace
 
-bool CacheStore::Impl::NothingToFill(const FillJob& job) {
-  const uint64_t size = job.entry->size;
-  if (job.length == 0 || job.offset >= size) return true;
+void CacheStore::Impl::Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset,
+                            uint64_t length) {
+  if (length == 0 || offset >= e->size) return;
   const uint64_t bs = options.block_size;
-  const uint64_t last = (job.offset + std::min(job.length, size - job.offset) + bs - 1) / bs;
-  std::lock_guard<std::mutex> lock(mu);
-  for (uint64_t b = job.offset / bs; b < last; ++b) {
-    if (job.entry->blocks[b].state == BlockState::kAbsent) return false;
+  const uint64_t last = (offset + std::min(length, e->size - offset) + bs - 1) / bs;
+  std::vector<FillJob> jobs;
+  {
+    std::lock_guard<std::mutex> lock(fill_mu);
+    if (fill_stop || fill_jobs.size() >= kMaxFillJobs) return;  // a hint: dropped, nothing claimed
+    if (fill_pid != ::getpid()) {  // first hint, or a forked child: the threads are not ours
+      ForgetThreads(fill_threads);
+      fill_pid = ::getpid();
+      for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
+    }
+    FillJob job{e, source, Run()};
+    for (uint64_t block = offset / bs; block < last; ++block) {
+      const size_t n = BlockLength(*e, block);
+      if (!job.run.Joins(block, n)) jobs.push_back(std::exchange(job, FillJob{e, source, Run()}));
+      BlockStep step = BeginReadahead(e, block);  // takes mu; fill_mu is never taken under mu
+      if (step.kind == BlockStep::kFetch) {
+        job.run.Add(Piece{block, n, 0, 0, 0}, std::move(step));
+      } else if (!job.run.empty()) {
+        jobs.push_back(std::exchange(job, FillJob{e, source, Run()}));
+      }
+    }
+    if (!job.run.empty()) jobs.push_back(std::move(job));
+    for (FillJob& j : jobs) fill_jobs.push_back(std::move(j));
   }
-  return true;
-}
-
-void CacheStore::Impl::Hint(FillJob job) {
-  if (NothingToFill(job)) return;  // the common case on a warm cache: no thread hand-off
-  std::lock_guard<std::mutex> lock(fill_mu);
-  if (fill_stop) return;
-  if (fill_pid != ::getpid()) {  // first hint, or a forked child: the threads are not ours
-    ForgetThreads(fill_threads);
-    fill_jobs.clear();
-    fill_pid = ::getpid();
-    for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
-  }
-  if (fill_jobs.size() >= kMaxFillJobs) return;
-  fill_jobs.push_back(std::move(job));
-  fill_cv.notify_one();
+  fill_cv.notify_all();
 }
 
 void CacheStore::Impl::FillWorker() {
@@ -54,25 +61,36 @@ void CacheStore::Impl::FillWorker() {
     {
       std::unique_lock<std::mutex> lock(fill_mu);
       fill_cv.wait(lock, [this] { return fill_stop || !fill_jobs.empty(); });
-      if (fill_stop) return;
+      if (fill_stop) return;  // pending jobs were taken by StopFillWorkers
       job = std::move(fill_jobs.front());
       fill_jobs.pop_front();
     }
-    FillRange(this, job);
+    // A hint: a failed fetch reaches the readers waiting on it, nobody else.
+    (void)FetchRunFrom(this, job.entry, *job.source, job.run, {});
   }
+}
+
+void CacheStore::Impl::CancelFill(FillJob& job) {
+  for (size_t i = 0; i < job.run.pieces.size(); ++i) {
+    (void)Evict(job.run.steps[i].victims);
+    FinishFetch(job.entry, job.run.pieces[i].block, Status::Unavailable("cache: closing before a prefetch was fetched"), 0, false, true);
+  }
+  job.run = Run();
 }
 
 void CacheStore::Impl::StopFillWorkers() {
   std::vector<std::thread> threads;
+  std::deque<FillJob> pending;
   bool ours = false;
   {
     std::lock_guard<std::mutex> lock(fill_mu);
     fill_stop = true;
-    fill_jobs.clear();
-    threads.swap(fill_threads);
     ours = fill_pid == ::getpid();
+    threads.swap(fill_threads);
+    pending.swap(fill_jobs);  // not fetched: a closing store does not wait for hints
   }
   fill_cv.notify_all();
+  for (FillJob& job : pending) CancelFill(job);
   if (!ours) return ForgetThreads(threads);
   for (std::thread& t : threads) t.join();  // in-flight fetches finish first
 }

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <thread>
 #include <sys/types.h>
 #include <list>
@@ -70,14 +71,6 @@ struct KeyEntry {
   uint32_t open_files = 0;  // CachedFiles attached; a size change needs 0
 };
 
-// A Prefetch hint of one cached file: fetch the absent blocks of [offset, offset+length).
-struct FillJob {
-  KeyEntry* entry = nullptr;                    // lives as long as the store
-  std::shared_ptr<const ReadableFile> source;  // kept alive while the job waits
-  uint64_t offset = 0;
-  uint64_t length = 0;
-};
-
 // What a reader does for one block.
 struct BlockStep {
   enum Kind { kHit, kFetch, kWait, kBypass } kind = kBypass;
@@ -85,6 +78,45 @@ struct BlockStep {
   bool verified = false;            // kHit: checked before by this process
   std::shared_ptr<Flight> flight;   // kFetch, kWait
   std::vector<BlockRef> victims;    // kFetch: evict these (Impl::Evict) before storing
+};
+
+// Adjacent missing blocks of one read are fetched with one source read of at most this much.
+inline constexpr uint64_t kMaxRunBytes = 8u << 20;
+
+// Where one block's bytes go in the caller's buffer (n == 0: a read-ahead block).
+struct Piece {
+  uint64_t block;
+  size_t length;    // the block's length
+  size_t in_block;  // first byte wanted
+  size_t n;         // bytes wanted
+  size_t done;      // offset in the caller's buffer
+};
+
+// Consecutive blocks of one read that take the same path: fetched by this reader
+// (BlockStep::kFetch) or hits (kHit, pinned). Each kind is served with one source read or one
+// cache-file pread for the whole run.
+struct Run {
+  std::vector<Piece> pieces;
+  std::vector<BlockStep> steps;
+  uint64_t bytes = 0;
+  bool empty() const { return pieces.empty(); }
+  bool Joins(uint64_t block, size_t length) const {
+    return pieces.empty() || (pieces.back().block + 1 == block && bytes + length <= kMaxRunBytes);
+  }
+  void Add(const Piece& p, BlockStep step) {
+    pieces.push_back(p);
+    steps.push_back(std::move(step));
+    bytes += p.length;
+  }
+};
+
+// A Prefetch hint's run of blocks, claimed (kFetching) by the hinting thread and fetched by a
+// fill worker. Readers of those blocks wait on their flights, so a job is never dropped: it is
+// fetched, or failed (store closing) to wake its waiters.
+struct FillJob {
+  KeyEntry* entry = nullptr;                    // lives as long as the store
+  std::shared_ptr<const ReadableFile> source;  // kept alive while the job waits
+  Run run;                                      // pieces with n == 0
 };
 
 struct CacheStore::Impl {
@@ -106,9 +138,11 @@ struct CacheStore::Impl {
   std::vector<std::thread> fill_threads;
   pid_t fill_pid = 0;
   bool fill_stop = false;
-  // Queues the job unless every block of its range is already present or being fetched.
-  void Hint(FillJob job);
-  bool NothingToFill(const FillJob& job);
+  // Claims the absent blocks of [offset, offset+length) of `e` and queues them, as runs of
+  // adjacent blocks, for the fill workers. A hint is dropped if the queue is full.
+  void Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset, uint64_t length);
+  // Fails the claims of a job that will not be fetched (the store is closing).
+  void CancelFill(FillJob& job);
   void FillWorker();
   void StopFillWorkers();
 
@@ -149,7 +183,9 @@ struct CacheStore::Impl {
   void AddEntryLocked(std::unique_ptr<KeyEntry> e);
 };
 
-// Fetches the absent blocks of the job's range (cached_file.cc); errors are dropped.
-void FillRange(CacheStore::Impl* impl, const FillJob& job);
+// Fetches a claimed run from `source`, stores its blocks and wakes their waiters; fills the
+// wanted bytes of pieces with n > 0 into `buf` (cached_file.cc). Leaves `run` empty.
+Status FetchRunFrom(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& source, Run& run,
+                    std::span<uint8_t> buf);
 
 }  // namespace ovbd::cache

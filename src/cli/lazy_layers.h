@@ -47,7 +47,7 @@ struct LazyArgs {
   unsigned remote_parallel = 4;
   std::string record_trace;
   std::string replay_trace;
-  unsigned prefetch_parallel = 4;
+  unsigned prefetch_parallel = 16;
   bool download = false;               // or the config's "download": {"enable": true}
   std::string download_rate = "0";     // bytes per second, 0 = unlimited
   unsigned download_delay_s = 0;

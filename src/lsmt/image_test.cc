@@ -139,6 +139,60 @@ TEST(Image, RwLayerWithoutSizeTakesTheLowerSize) {
   EXPECT_EQ(image->Size(), 67108864u);
 }
 
+// Records the Prefetch hints a lower receives (reads pass through).
+class HintRecorder final : public ReadableFile {
+ public:
+  explicit HintRecorder(std::shared_ptr<const ReadableFile> base) : base_(std::move(base)) {}
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override { return base_->ReadAt(offset, buf); }
+  uint64_t Size() const override { return base_->Size(); }
+  const std::string& Name() const override { return base_->Name(); }
+  void Prefetch(uint64_t offset, uint64_t length) const override { hints.emplace_back(offset, offset + length); }
+  mutable std::vector<std::pair<uint64_t, uint64_t>> hints;
+
+ private:
+  std::shared_ptr<const ReadableFile> base_;
+};
+
+// A read over several lower segments hints each segment's blob range to its layer first (close
+// ones of one layer merged), so remote layers can fetch them in parallel; a one-segment read
+// hints nothing; the bytes are the same either way.
+TEST(Image, MultiSegmentReadsHintTheirLowerRanges) {
+  OVBD_REQUIRE_VECTORS();
+  auto l0 = std::make_shared<HintRecorder>(Vector("layer0.lsmt"));
+  auto l1 = std::make_shared<HintRecorder>(Vector("layer1.lsmt"));
+  auto image = MustOpenImage({l0, l1});
+  ASSERT_NE(image, nullptr);
+  auto plain = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.lsmt")});
+  const uint64_t offset = 3000, length = 1 << 20;
+  std::vector<uint8_t> got(length), want(length);
+  ASSERT_TRUE(image->ReadAt(offset, got).ok());
+  ASSERT_TRUE(plain->ReadAt(offset, want).ok());
+  EXPECT_EQ(got, want);
+  std::vector<Segment> segments = image->SegmentsIn(offset / 512, (offset + length + 511) / 512 - offset / 512);
+  size_t per_layer[2] = {0, 0};
+  for (const Segment& s : segments) {
+    if (s.zeroed) continue;
+    const HintRecorder& layer = s.tag == 0 ? *l1 : *l0;  // tag 0 = top lower
+    per_layer[s.tag]++;
+    const uint64_t begin = std::max<uint64_t>(s.offset * 512, offset);
+    const uint64_t end = std::min<uint64_t>(s.end() * 512, offset + length);
+    const uint64_t blob = s.moffset * 512 + (begin - s.offset * 512);
+    bool covered = false;
+    for (auto [b, e] : layer.hints) covered |= b <= blob && blob + (end - begin) <= e;
+    EXPECT_TRUE(covered) << "segment at sector " << s.offset << " of tag " << int(s.tag);
+  }
+  ASSERT_GE(per_layer[0] + per_layer[1], 2u) << "the read must span several segments";
+  EXPECT_LE(l1->hints.size(), per_layer[0]);
+  EXPECT_LE(l0->hints.size(), per_layer[1]);
+  EXPECT_LT(l0->hints.size() + l1->hints.size(), per_layer[0] + per_layer[1]);  // some merged
+  l0->hints.clear();
+  l1->hints.clear();
+  const Segment one = segments.front();
+  std::vector<uint8_t> small(512);
+  ASSERT_TRUE(image->ReadAt(one.offset * 512, small).ok());
+  EXPECT_TRUE(l0->hints.empty() && l1->hints.empty());
+}
+
 TEST(Image, LayerLimits) {
   EXPECT_EQ(OpenImage({}).status().code(), Code::kInvalidArgument);
   // A tiny valid blob, stacked up to the limit and past it.
