@@ -6,6 +6,7 @@
 //                 │    └─miss─> source.ReadAt (adjacent missing blocks of a read in one fetch,
 //                 │              plus refill_size ahead when the read continues a sequential
 //                 │              stream; one fetch per block however many readers wait)
+//                 ├─Prefetch(range)─> claims the absent blocks; 8 fill workers fetch them
 //                 └──────────> CacheStore: capacity, LRU over all keys, pins, stats, prune
 //
 // Crash safety and self-verification: a block is written to the data file before its table

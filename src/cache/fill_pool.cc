@@ -4,8 +4,8 @@
 // miss), so the reads that follow it wait for the worker's fetch instead of racing it with
 // fetches of their own: one request per run of adjacent absent blocks. Workers fetch runs they
 // were handed and never wait on anyone, so readers waiting on them cannot deadlock. A claimed
-// job is never dropped: it is fetched, or failed when the store closes (waking its waiters);
-// only a hint that finds the queue full is dropped, before it claims anything.
+// job is never dropped: it is fetched, or failed when the store closes (waking its waiters). A
+// hint that finds kMaxFillJobs queued fetches its runs itself (back-pressure).
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,32 +27,55 @@ void ForgetThreads(std::vector<std::thread>& threads) {
 void CacheStore::Impl::Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset,
                             uint64_t length) {
   if (length == 0 || offset >= e->size) return;
+  // Claim under one hold of mu: on a warm cache (nothing absent) this is the whole cost.
   const uint64_t bs = options.block_size;
   const uint64_t last = (offset + std::min(length, e->size - offset) + bs - 1) / bs;
   std::vector<FillJob> jobs;
   {
-    std::lock_guard<std::mutex> lock(fill_mu);
-    if (fill_stop || fill_jobs.size() >= kMaxFillJobs) return;  // a hint: dropped, nothing claimed
-    if (fill_pid != ::getpid()) {  // first hint, or a forked child: the threads are not ours
-      ForgetThreads(fill_threads);
-      fill_pid = ::getpid();
-      for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
-    }
+    std::lock_guard<std::mutex> lock(mu);
     FillJob job{e, source, Run()};
+    const auto close_job = [&] {
+      if (!job.run.empty()) jobs.push_back(std::exchange(job, FillJob{e, source, Run()}));
+    };
     for (uint64_t block = offset / bs; block < last; ++block) {
       const size_t n = BlockLength(*e, block);
-      if (!job.run.Joins(block, n)) jobs.push_back(std::exchange(job, FillJob{e, source, Run()}));
-      BlockStep step = BeginReadahead(e, block);  // takes mu; fill_mu is never taken under mu
-      if (step.kind == BlockStep::kFetch) {
-        job.run.Add(Piece{block, n, 0, 0, 0}, std::move(step));
-      } else if (!job.run.empty()) {
-        jobs.push_back(std::exchange(job, FillJob{e, source, Run()}));
+      if (e->blocks[block].state != BlockState::kAbsent) {
+        close_job();
+        continue;
       }
+      if (!job.run.Joins(block, n)) close_job();
+      BlockStep step = ClaimLocked(e, block);
+      if (step.kind != BlockStep::kFetch) {  // no room: nothing more to claim
+        close_job();
+        break;
+      }
+      job.run.Add(Piece{block, n, 0, 0, 0}, std::move(step));
     }
-    if (!job.run.empty()) jobs.push_back(std::move(job));
-    for (FillJob& j : jobs) fill_jobs.push_back(std::move(j));
+    close_job();
+  }
+  if (jobs.empty()) return;
+  bool stopping = false;
+  {
+    std::lock_guard<std::mutex> lock(fill_mu);
+    stopping = fill_stop;
+    if (!fill_stop && fill_jobs.size() < kMaxFillJobs) {
+      if (fill_pid != ::getpid()) {  // first hint, or a forked child: the threads are not ours
+        ForgetThreads(fill_threads);
+        fill_pid = ::getpid();
+        for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
+      }
+      for (FillJob& j : jobs) fill_jobs.push_back(std::move(j));
+      jobs.clear();
+    }
   }
   fill_cv.notify_all();
+  for (FillJob& j : jobs) {
+    if (stopping) {
+      CancelFill(j);  // the store is closing: released unfetched
+    } else {
+      (void)FetchRunFrom(this, j.entry, *j.source, j.run, {});  // queue full: back-pressure
+    }
+  }
 }
 
 void CacheStore::Impl::FillWorker() {

@@ -128,8 +128,8 @@ struct CacheStore::Impl {
   CacheStats stats;         // capacity/used/files kept current under mu
 
   // Fill workers (fill_pool.cc): Prefetch hints run on kFillThreads threads, started on the first
-  // hint of a process (threads do not survive fork: a forked child starts its own). At most
-  // kMaxFillJobs wait; more hints are dropped. Guarded by fill_mu, not mu.
+  // hint of a process that claims something (threads do not survive fork: a forked child starts
+  // its own). At most kMaxFillJobs wait. Guarded by fill_mu, never taken under mu.
   static constexpr size_t kFillThreads = 8;
   static constexpr size_t kMaxFillJobs = 256;
   std::mutex fill_mu;
@@ -139,7 +139,7 @@ struct CacheStore::Impl {
   pid_t fill_pid = 0;
   bool fill_stop = false;
   // Claims the absent blocks of [offset, offset+length) of `e` and queues them, as runs of
-  // adjacent blocks, for the fill workers. A hint is dropped if the queue is full.
+  // adjacent blocks, for the fill workers (fetched by the caller if kMaxFillJobs are queued).
   void Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset, uint64_t length);
   // Fails the claims of a job that will not be fetched (the store is closing).
   void CancelFill(FillJob& job);
