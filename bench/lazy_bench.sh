@@ -41,8 +41,10 @@
 #   info      (a) and (b) once more with --cache-block-size 256K (default 16K; 256K blocks were the
 #             default before --refill-size existed): read amplification
 #             vs number of requests.
-#   rounds    (a), (b), (c) run --rounds times (default 2), interleaved; (d) alternates servers
-#             per round. Best (min time / max throughput) per case counts; all runs are listed.
+#   rounds    (a), (b), (c) run --rounds times (default 2), interleaved; (d) runs --d-rounds times
+#             (default 4: on a shared 2-core VM one server's numbers move +-15% between runs),
+#             alternating which server goes first. Best (min time / max throughput) per case
+#             counts; all runs are listed.
 #   goals     (a) <= 1/10 of (c); (b) <= 1/20 of (c); (d) cache / local >= 0.9 per workload.
 #   checks    every working-set read of (a), (b), (c), (d) must hash equal to the read from the
 #             local layer files (sha256 over the per-extent sha256s); a mismatch is an error.
@@ -51,7 +53,7 @@
 #             floor = the compressed bytes the working set needs (sum of the recorded trace's
 #             ranges) / link rate: no lazy scheme can beat it on this link.
 #
-# Usage: bench/lazy_bench.sh [BUILD_DIR] [--dir DIR] [--rounds N] [--quick] [--no-build]
+# Usage: bench/lazy_bench.sh [BUILD_DIR] [--dir DIR] [--rounds N] [--d-rounds N] [--quick] [--no-build]
 #                            [--make-chain PATH] [--regen] [--rate-mbit R] [--latency-ms L]
 #                            [--md FILE]
 #   BUILD_DIR        build tree holding src/cli/ovbd (default build/release; `cmake --build -j2
@@ -61,7 +63,8 @@
 #                    stamps match; --regen rebuilds)
 #   --make-chain P   bench_make_chain binary (default BUILD_DIR/bench/bench_make_chain; it needs
 #                    a tree configured with OVBD_BUILD_BENCH=ON, e.g. the release preset)
-#   --rounds N       rounds of (a)/(b)/(c) and (d) (default 2); --quick = 1 round, fio 3 s
+#   --rounds N       rounds of (a)/(b)/(c) (default 2); --d-rounds N: rounds of (d) (default 4)
+#   --quick          1 round of each, fio 3 s
 #   --rate-mbit R / --latency-ms L   link shaping (default 100 / 10)
 #   --md FILE        also write the markdown report to FILE
 # Output: a markdown report on stdout (logs on stderr; also DIR/results/lazy_bench.md). Exit 0
@@ -74,6 +77,7 @@ BUILD=$ROOT/build/release
 DIR=/var/tmp/ovbd-bench/lazy
 MAKE_CHAIN=""
 ROUNDS=2
+D_ROUNDS=4          # rounds of (d): its ratios move +-15% run to run on this 2-core VM
 FIO_S=5
 REGEN=0
 NO_BUILD=0
@@ -96,7 +100,8 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --dir) DIR=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
-    --quick) ROUNDS=1; FIO_S=3; shift ;;
+    --d-rounds) D_ROUNDS=$2; shift 2 ;;
+    --quick) ROUNDS=1; D_ROUNDS=1; FIO_S=3; shift ;;
     --no-build) NO_BUILD=1; shift ;;
     --make-chain) MAKE_CHAIN=$2; shift 2 ;;
     --regen) REGEN=1; shift ;;
@@ -371,8 +376,10 @@ wait_ready warm || die "warm-up server did not start"
 nbdcopy --no-extents "$URI" null: || die "warm-up read failed"
 stop_server
 declare -A D   # D[side:metric] = best
+declare -A D_ALL   # D_ALL[side:metric] = every round's value, in order
 dbest() {  # KEY VALUE max|min
   local old=${D[$1]:-}
+  D_ALL[$1]+="${D_ALL[$1]:+, }$2"
   if [[ -z $old ]] || awk -v a="$2" -v b="$old" -v h="$3" 'BEGIN { exit !(h == "max" ? a > b : a < b) }'; then D[$1]=$2; fi
 }
 FIO=(fio --name=randread --ioengine=nbd "--uri=$URI" --rw=randread --bs=4k --iodepth=32
@@ -409,10 +416,10 @@ measure_d() {  # SIDE ROUND
   fi
   stop_server
 }
-for r in $(seq 1 "$ROUNDS"); do
-  log "(d) round $r/$ROUNDS: working set x3, nbdcopy --no-extents x3, fio QD32 ${FIO_S}s, cache then local"
-  measure_d cache "$r" || die "(d) cache side failed"
-  measure_d local "$r" || die "(d) local side failed"
+for r in $(seq 1 "$D_ROUNDS"); do  # alternating which side goes first
+  if (( r % 2 )); then order=(cache local); else order=(local cache); fi
+  log "(d) round $r/$D_ROUNDS: working set x3, nbdcopy --no-extents x3, fio QD32 ${FIO_S}s, ${order[0]} then ${order[1]}"
+  for side in "${order[@]}"; do measure_d "$side" "$r" || die "(d) $side side failed"; done
 done
 [[ ${D[cache:misses]} == 0 ]] || die "(d): the warm cache still missed ${D[cache:misses]} blocks"
 ELAPSED=$(( $(date +%s) - START ))
@@ -476,13 +483,16 @@ report() {
   echo
   echo "#### Cache hits vs local layer files"
   echo
-  echo "Warm cache: $(jq -r '.. | objects | select(has("used")) | .used' "$OUT/status-d-1.json" | head -1) bytes cached; ${D[cache:misses]} misses in all measured reads (last round: ${D[cache:hits]} block hits); page cache warm on both sides; best of $ROUNDS round(s)."
+  echo "Warm cache: $(jq -r '.. | objects | select(has("used")) | .used' "$OUT/status-d-1.json" | head -1) bytes cached; ${D[cache:misses]} misses in all measured reads (last round: ${D[cache:hits]} block hits); page cache warm on both sides; best of $D_ROUNDS round(s), alternating which side goes first."
   echo
   echo "| workload | ovbd serve --config (cache) | ovbd serve local ZFiles | ratio | goal | result |"
   echo "|---|---|---|---|---|---|"
-  drow "working set, $THREADS connections (MB/s, best of 3 x $ROUNDS)" ws "MB/s"
+  drow "working set, $THREADS connections (MB/s, best of 3 x $D_ROUNDS)" ws "MB/s"
   drow "whole device, nbdcopy --no-extents (MB/s)" seq "MB/s"
   drow "4K randread QD32, fio ${FIO_S} s (IOPS)" qd32 "IOPS"
+  echo
+  echo "Every round (cache / local): working set ${D_ALL[cache:ws]} / ${D_ALL[local:ws]} MB/s (best of 3 each);" \
+       "nbdcopy ${D_ALL[cache:seq]} / ${D_ALL[local:seq]} MB/s (3 each); fio ${D_ALL[cache:qd32]} / ${D_ALL[local:qd32]} IOPS."
   echo
   echo "#### Commands"
   echo

@@ -7,7 +7,7 @@
 //                 │              plus refill_size ahead when the read continues a sequential
 //                 │              stream; one fetch per block however many readers wait)
 //                 ├─Prefetch(range)─> claims the absent blocks; 8 fill workers fetch them
-//                 └──────────> CacheStore: capacity, LRU over all keys, pins, stats, prune
+//                 └──────────> CacheStore: capacity, LRU (CLOCK) over all keys, pins, stats, prune
 //
 // Crash safety and self-verification: a block is written to the data file before its table
 // entry; every hit re-computes the CRC32C of the block and compares it with the entry. A block
@@ -16,7 +16,8 @@
 // never served. Nothing needs fsync for correctness; durability only saves refetches.
 //
 // Capacity: `used` (bytes of cached blocks plus blocks being fetched) never exceeds `capacity`.
-// A miss makes room by evicting least recently used blocks of any key (punching holes in the
+// A miss makes room by evicting least recently used blocks of any key (CLOCK: a hit sets a
+// reference bit that buys the block one more round; eviction punches holes in the
 // data file); a block pinned by an in-flight read is never evicted. If no room can be made the
 // block is served straight from the source and not cached.
 //

@@ -256,6 +256,24 @@ TEST(CacheStore, StoreClosesWithFillJobsPending) {
   EXPECT_EQ(Read(*f, 0, 256 * kBlock), src->bytes());
 }
 
+// Eviction is CLOCK (LRU approximated by a reference bit): a block hit since it was cached
+// survives, the oldest block not hit since goes.
+TEST(CacheStore, EvictionSparesBlocksHitSinceTheyCame) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(38, 8 * kBlock));
+  auto store = OpenStore(dir.path(), 4 * kBlock);
+  auto f = Cached(store, src);
+  for (uint64_t b = 0; b < 4; ++b) Read(*f, b * kBlock, 100);  // fills the cache
+  Read(*f, 0, 100);                                             // a hit on block 0
+  Read(*f, 4 * kBlock, 100);                                    // evicts one block
+  EXPECT_EQ(src->reads(), 5u);
+  EXPECT_EQ(Read(*f, 0, kBlock), Slice(*src, 0, kBlock));
+  EXPECT_EQ(src->reads(), 5u);  // block 0 stayed
+  EXPECT_EQ(Read(*f, kBlock, kBlock), Slice(*src, kBlock, kBlock));
+  EXPECT_EQ(src->reads(), 6u);  // block 1, the oldest not hit, went
+  EXPECT_LE(store->Stats().used, 4u * kBlock);
+}
+
 TEST(CacheStore, SecondReadIsAHit) {
   TempDir dir;
   auto src = std::make_shared<FakeSource>(MakeData(2, 64 * 1024));

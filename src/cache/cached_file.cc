@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 #include <mutex>
+#include <utility>
 #include <cstring>
 
 #include "cache/block_table.h"
@@ -39,7 +40,7 @@ Status FetchRunFrom(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& sou
     impl->FinishFetch(e, p.block, s, crc, stored, p.n == 0);
     at += p.length;
   }
-  run = Run();
+  run.Clear();
   return s;
 }
 
@@ -148,7 +149,22 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   const uint64_t refill = impl_->options.refill_size;
   const bool sequential = refill != 0 && streams_.Continue(offset, buf.size()) >= refill;
   thread_local std::vector<uint8_t> scratch;  // reused: no zero-fill per read
-  Run fetches, hits;
+  // The runs of this thread's reads, reused so that a read allocates nothing (a read is not
+  // re-entered on one thread; the guard keeps that an optimisation, not an assumption).
+  thread_local Run reused_fetches, reused_hits;
+  thread_local bool in_use = false;
+  Run local_fetches, local_hits;
+  const bool reuse = !std::exchange(in_use, true);
+  struct Release {
+    bool reuse;
+    ~Release() {
+      if (reuse) in_use = false;
+    }
+  } release{reuse};
+  Run& fetches = reuse ? reused_fetches : local_fetches;
+  Run& hits = reuse ? reused_hits : local_hits;
+  fetches.Clear();  // every path below leaves them empty; this makes sure
+  hits.Clear();
   bool missed = false;
   for (size_t done = 0; done < buf.size();) {
     uint64_t pos = offset + done;
@@ -235,7 +251,7 @@ Status CachedFile::HitRun(Run& run, std::span<uint8_t> buf) const {
     result = ReadBlock(p.block, block);
     if (result.ok()) std::memcpy(out.data(), block.data() + p.in_block, p.n);
   }
-  run = Run();
+  run.Clear();
   return result;
 }
 

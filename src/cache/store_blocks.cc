@@ -31,7 +31,7 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
   BlockStep step;
   if (slot.state == BlockState::kPresent) {
     slot.pins++;
-    lru.splice(lru.end(), lru, slot.lru);
+    slot.referenced = true;  // CLOCK: no list surgery on the hit path (see PickVictimsLocked)
     step.kind = BlockStep::kHit;
     step.crc = slot.crc;
     step.verified = slot.verified;
@@ -68,15 +68,28 @@ BlockStep CacheStore::Impl::ClaimLocked(KeyEntry* e, uint64_t block) {
   return step;
 }
 
+// CLOCK, an approximation of LRU: the list is in insertion order and a hit only sets the
+// block's reference bit. A referenced block at the cold end gets a second chance (bit cleared,
+// moved to the warm end) instead of being evicted, so a block hit since it last came round is
+// kept; each block is looked at most twice per call.
 bool CacheStore::Impl::PickVictimsLocked(uint64_t need, std::vector<BlockRef>* victims) {
   if (need > options.capacity) return false;
   uint64_t freed = 0;
   std::vector<std::list<BlockRef>::iterator> picked;
-  for (auto it = lru.begin(); it != lru.end() && stats.used - freed + need > options.capacity; ++it) {
-    const BlockSlot& slot = it->key->blocks[it->block];
-    if (slot.pins > 0) continue;
-    picked.push_back(it);
-    freed += slot.length;
+  size_t budget = 2 * lru.size();
+  for (auto it = lru.begin(); it != lru.end() && budget > 0 && stats.used - freed + need > options.capacity;
+       --budget) {
+    auto next = std::next(it);
+    BlockSlot& slot = it->key->blocks[it->block];
+    if (slot.pins == 0 && slot.referenced) {
+      slot.referenced = false;
+      lru.splice(lru.end(), lru, it);  // iterators stay valid; `next` still follows in order
+      if (next == lru.end()) next = it;  // it was the last one: look at it once more
+    } else if (slot.pins == 0) {
+      picked.push_back(it);
+      freed += slot.length;
+    }
+    it = next;
   }
   if (stats.used - freed + need > options.capacity) return false;
   for (auto it : picked) {
@@ -121,6 +134,7 @@ void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& st
       slot.state = BlockState::kPresent;
       slot.verified = true;  // we just wrote these bytes
       slot.crc = crc;
+      slot.referenced = false;
       slot.lru = lru.insert(lru.end(), BlockRef{e, block});
       e->cached_bytes += slot.length;
     } else {

@@ -57,6 +57,7 @@ struct BlockSlot {
   // kPresent and its bytes were CRC-checked (or written) by this process: later hits may read
   // just the bytes they need without re-checking the whole block.
   bool verified = false;
+  bool referenced = false;            // hit since it last came round the CLOCK (PickVictimsLocked)
   std::list<BlockRef>::iterator lru;  // valid while kPresent
   std::shared_ptr<Flight> flight;     // set while kFetching
 };
@@ -103,6 +104,12 @@ struct Run {
   bool Joins(uint64_t block, size_t length) const {
     return pieces.empty() || (pieces.back().block + 1 == block && bytes + length <= kMaxRunBytes);
   }
+  // Empties the run, keeping its capacity (a reader reuses its runs from read to read).
+  void Clear() {
+    pieces.clear();
+    steps.clear();
+    bytes = 0;
+  }
   void Add(const Piece& p, BlockStep step) {
     pieces.push_back(p);
     steps.push_back(std::move(step));
@@ -124,7 +131,7 @@ struct CacheStore::Impl {
   int lock_fd = -1;
   mutable std::mutex mu;
   std::map<std::string, std::unique_ptr<KeyEntry>> keys;
-  std::list<BlockRef> lru;  // present blocks, least recently used first
+  std::list<BlockRef> lru;  // present blocks in CLOCK order: oldest (next to look at) first
   CacheStats stats;         // capacity/used/files kept current under mu
 
   // Fill workers (fill_pool.cc): Prefetch hints run on kFillThreads threads, started on the first
