@@ -71,7 +71,8 @@ struct CacheStats {
   uint64_t hits = 0;            // blocks served from the cache file
   uint64_t misses = 0;          // blocks fetched from a source (or waited for)
   uint64_t fetched_bytes = 0;   // bytes read from sources
-  uint64_t readahead_bytes = 0; // of which fetched ahead of a sequential stream (refill_size)
+  uint64_t readahead_bytes = 0; // of which fetched ahead of reads: sequential read-ahead
+                                // (refill_size) and CachedFile Prefetch hints
   uint64_t evicted_bytes = 0;   // bytes evicted (capacity or Prune)
   uint64_t corrupt_blocks = 0;  // cached blocks that failed verification and were dropped
   size_t files = 0;             // keys known to the store
@@ -106,6 +107,14 @@ class CacheStore {
   // Byte ranges [start, end) of `key` held by the cache right now (present blocks, adjacent
   // ones merged), ascending; empty for an unknown key.
   std::vector<std::pair<uint64_t, uint64_t>> CachedRanges(const std::string& key) const;
+  // Starts the fill workers that fetch CachedFile Prefetch hints in the background (8 threads).
+  // Until then hints are ignored. Call it in the process that serves (threads do not survive
+  // fork). Idempotent.
+  void StartFillWorkers();
+  // Stops the fill workers: queued hints are dropped (readers waiting on them ask the source
+  // themselves), fetches in flight finish, later hints are ignored. Call it before releasing
+  // the files read through the store; the destructor also does. Idempotent.
+  void StopFillWorkers();
   // Evicts LRU blocks until used <= target_bytes. Pinned and in-flight blocks stay, so `used`
   // may remain above target; returns the first I/O error met while evicting.
   Status Prune(uint64_t target_bytes);

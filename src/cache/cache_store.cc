@@ -108,6 +108,9 @@ Result<std::shared_ptr<CacheStore>> CacheStore::Open(const CacheOptions& options
   return store;
 }
 
+void CacheStore::StartFillWorkers() { impl_->StartFillWorkers(); }
+void CacheStore::StopFillWorkers() { impl_->StopFillWorkers(); }
+
 CacheStats CacheStore::Stats() const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->stats;

@@ -31,7 +31,9 @@ class FakeSource final : public ReadableFile {
     reads_++;
     if (offset > bytes_.size() || buf.size() > bytes_.size() - offset) return Status::OutOfRange("fake");
     if (Covers(offset, buf.size(), gate_at_.load())) WaitForGate();
-    if (Covers(offset, buf.size(), fail_at_.load())) return Status::Unavailable("fake: injected");
+    if (Covers(offset, buf.size(), fail_at_.load()) && fail_times_.fetch_sub(1) > 0) {
+      return Status::Unavailable("fake: injected");
+    }
     std::memcpy(buf.data(), bytes_.data() + offset, buf.size());
     return Status::OK();
   }
@@ -39,7 +41,11 @@ class FakeSource final : public ReadableFile {
   const std::string& Name() const override { return name_; }
 
   uint64_t reads() const { return reads_.load(); }
-  void FailAt(uint64_t offset) { fail_at_ = offset; }
+  // Reads covering `offset` fail (the first `times` of them).
+  void FailAt(uint64_t offset, int64_t times = int64_t{1} << 40) {
+    fail_times_ = times;
+    fail_at_ = offset;
+  }
   void Gate(uint64_t offset) { gate_at_ = offset; }
   void WaitUntilGated(int n) const {
     std::unique_lock<std::mutex> lock(mu_);
@@ -66,6 +72,7 @@ class FakeSource final : public ReadableFile {
   std::string name_;
   mutable std::atomic<uint64_t> reads_{0};
   std::atomic<uint64_t> fail_at_{kNone};
+  mutable std::atomic<int64_t> fail_times_{0};
   std::atomic<uint64_t> gate_at_{kNone};
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;
@@ -212,6 +219,10 @@ TEST(CacheStore, PrefetchFillsInTheBackground) {
   auto src = std::make_shared<FakeSource>(MakeData(35, 32 * kBlock));
   auto store = OpenStore(dir.path(), 1 << 20);
   auto f = Cached(store, src);
+  f->Prefetch(0, 8 * kBlock);  // before StartFillWorkers: ignored
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(src->reads(), 0u);
+  store->StartFillWorkers();
   Read(*f, 4 * kBlock, kBlock);  // cached already: the hint skips it
   f->Prefetch(2 * kBlock + 5, 6 * kBlock);
   ASSERT_TRUE(WaitFor([&] { return store->Stats().fetched_bytes == 7u * kBlock; }));
@@ -230,6 +241,7 @@ TEST(CacheStore, ReadWaitsForTheFillOfItsBlock) {
   auto src = std::make_shared<FakeSource>(MakeData(36, 16 * kBlock));
   src->Gate(0);
   auto store = OpenStore(dir.path(), 1 << 20);
+  store->StartFillWorkers();
   auto f = Cached(store, src);
   f->Prefetch(0, 4 * kBlock);
   src->WaitUntilGated(1);
@@ -242,12 +254,53 @@ TEST(CacheStore, ReadWaitsForTheFillOfItsBlock) {
   EXPECT_EQ(src->reads(), 1u);
 }
 
+// A reader waiting on a hinted fetch that fails asks the source again itself: the hint's error
+// is not the read's.
+TEST(CacheStore, FailedHintFetchIsRetriedByItsReader) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(39, 16 * kBlock));
+  src->Gate(0);
+  src->FailAt(0, 1);
+  auto store = OpenStore(dir.path(), 1 << 20);
+  store->StartFillWorkers();
+  auto f = Cached(store, src);
+  f->Prefetch(0, 2 * kBlock);
+  src->WaitUntilGated(1);
+  std::vector<uint8_t> got;
+  std::thread reader([&] { got = Read(*f, 0, kBlock); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  src->Release();
+  reader.join();
+  EXPECT_EQ(got, Slice(*src, 0, kBlock));
+  EXPECT_EQ(src->reads(), 2u);  // the failed hint, the reader's own
+}
+
+// A failed read-ahead does not fail the read that triggered it (a read-ahead that shares a
+// request with the read's own blocks does: it is one request).
+TEST(CacheStore, FailedReadAheadDoesNotFailTheRead) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(40, 16 * kBlock));
+  auto store = CacheStore::Open({dir.path(), 1 << 20, kBlock, 2 * kBlock}).value();
+  auto f = Cached(store, src);
+  Read(*f, 6 * kBlock, kBlock);      // block 6 cached
+  Read(*f, 3 * kBlock, 2 * kBlock);  // a stream of 2 blocks (3, 4)
+  EXPECT_EQ(src->reads(), 2u);
+  src->FailAt(7 * kBlock + 1, 1);
+  // Blocks 5 (miss) and 6 (hit) continue the stream: blocks 7..8 are read ahead, alone, and fail.
+  EXPECT_EQ(Read(*f, 5 * kBlock, 2 * kBlock), Slice(*src, 5 * kBlock, 2 * kBlock));
+  EXPECT_EQ(src->reads(), 4u);
+  EXPECT_EQ(store->Stats().readahead_bytes, 0u);
+  EXPECT_EQ(Read(*f, 7 * kBlock, kBlock), Slice(*src, 7 * kBlock, kBlock));  // fetched again
+  EXPECT_EQ(src->reads(), 5u);
+}
+
 // A store with queued or running fill jobs closes cleanly (the jobs finish or are dropped).
 TEST(CacheStore, StoreClosesWithFillJobsPending) {
   TempDir dir;
   auto src = std::make_shared<FakeSource>(MakeData(37, 256 * kBlock));
   {
     auto store = OpenStore(dir.path(), 1 << 20);
+    store->StartFillWorkers();
     auto f = Cached(store, src);
     for (uint64_t b = 0; b < 256; b += 2) f->Prefetch(b * kBlock, kBlock);
   }

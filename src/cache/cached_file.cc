@@ -79,6 +79,11 @@ class Streams {
   size_t next_ = 0;
 };
 
+// Whether the run holds a piece a read asked for (n > 0), not only read-ahead.
+bool NeedsAny(const Run& run) {
+  return std::any_of(run.pieces.begin(), run.pieces.end(), [](const Piece& p) { return p.n != 0; });
+}
+
 // Claims the absent blocks of [from, to) as read-ahead pieces of `run` (n == 0), fetching the
 // run whenever it is full; stops at the first block that is present, being fetched, or finds no
 // room. The last run is left to the caller.
@@ -86,7 +91,11 @@ Status ClaimAhead(CacheStore::Impl* impl, KeyEntry* e, const ReadableFile& sourc
                   Run& run, std::span<uint8_t> buf) {
   for (uint64_t block = from; block < to; ++block) {
     const size_t length = impl->BlockLength(*e, block);
-    if (!run.Joins(block, length)) OVBD_RETURN_IF_ERROR(FetchRunFrom(impl, e, source, run, buf));
+    if (!run.Joins(block, length)) {
+      const bool needed = NeedsAny(run);
+      Status s = FetchRunFrom(impl, e, source, run, buf);
+      if (!s.ok()) return needed ? s : Status::OK();  // read-ahead only: stop quietly
+    }
     BlockStep step = impl->BeginReadahead(e, block);
     if (step.kind != BlockStep::kFetch) break;
     run.Add(Piece{block, length, 0, 0, 0}, std::move(step));
@@ -205,7 +214,9 @@ Status CachedFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
     const uint64_t last = std::min<uint64_t>(end + refill, size);
     OVBD_RETURN_IF_ERROR(ClaimAhead(impl_, entry_, *source_, next, (last + bs - 1) / bs, fetches, buf));
   }
-  return FetchRun(fetches, buf);
+  const bool needed = NeedsAny(fetches);
+  Status s = FetchRun(fetches, buf);
+  return needed ? s : Status::OK();  // a failed read-ahead alone does not fail the read
 }
 
 void CachedFile::Abandon(const Piece& p, BlockStep& step, const Status& why) const {
@@ -247,7 +258,11 @@ Status CachedFile::HitRun(Run& run, std::span<uint8_t> buf) const {
       if (ok) std::memcpy(out.data(), whole.data() + p.in_block, p.n);
     }
     if (ok || !result.ok()) continue;
-    std::vector<uint8_t> block(p.length);  // dropped as corrupt (or unreadable): refetch
+    // Dropped as corrupt (or unreadable): refetch. ReadBlock may wait on another reader's fetch
+    // while ReadAt holds the claim of the (later) block it is beginning. That cannot deadlock:
+    // every reader begins blocks in ascending order and finishes its own claims before it
+    // waits, so the fetch waited for never waits on a block after it.
+    std::vector<uint8_t> block(p.length);
     result = ReadBlock(p.block, block);
     if (result.ok()) std::memcpy(out.data(), block.data() + p.in_block, p.n);
   }
@@ -262,8 +277,11 @@ Status CachedFile::Serve(uint64_t block, BlockStep& step, std::span<uint8_t> out
       return ReadBlock(block, out);  // dropped as corrupt: refetch
     case BlockStep::kFetch:
       return FetchOne(block, step, out);
-    case BlockStep::kWait:
-      return Wait(*step.flight, out);
+    case BlockStep::kWait: {
+      Status s = Wait(*step.flight, out);
+      if (s.ok() || !step.flight->ahead) return s;
+      return ReadBlock(block, out);  // a read-ahead or hint fetch failed: ask again ourselves
+    }
     case BlockStep::kBypass:
       break;
   }
@@ -279,8 +297,11 @@ Status CachedFile::ReadBlock(uint64_t block, std::span<uint8_t> out) const {
         continue;  // dropped as corrupt: the next attempt refetches
       case BlockStep::kFetch:
         return FetchOne(block, step, out);
-      case BlockStep::kWait:
-        return Wait(*step.flight, out);
+      case BlockStep::kWait: {
+        Status s = Wait(*step.flight, out);
+        if (s.ok() || !step.flight->ahead) return s;
+        continue;  // a read-ahead or hint fetch failed: the next attempt asks again
+      }
       case BlockStep::kBypass:
         return source_->ReadAt(BlockStart(block), out);
     }

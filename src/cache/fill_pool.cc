@@ -4,32 +4,46 @@
 // miss), so the reads that follow it wait for the worker's fetch instead of racing it with
 // fetches of their own: one request per run of adjacent absent blocks. Workers fetch runs they
 // were handed and never wait on anyone, so readers waiting on them cannot deadlock. A claimed
-// job is never dropped: it is fetched, or failed when the store closes (waking its waiters). A
-// hint that finds kMaxFillJobs queued fetches its runs itself (back-pressure).
+// job is never dropped: it is fetched by a worker, fetched by the hinting thread itself (queue
+// full, store stopping, no thread could be started), or failed when the store stops; a reader
+// whose wait on a hinted block fails asks the source again itself (Flight::ahead).
+//
+// Workers start only when the serving process asks (StartFillWorkers): `ovbd attach` opens the
+// image, and so reads through the cache, before it forks, and threads do not survive a fork.
+// Before that, and after StopFillWorkers, hints are ignored: reads fetch on demand as usual.
 #include <unistd.h>
 
 #include <algorithm>
+#include <system_error>
 
 #include "cache/store_impl.h"
 
 namespace ovbd::cache {
-namespace {
 
-// In a forked child the parent's threads do not exist: they can be neither joined nor detached,
-// and destroying a joinable std::thread terminates. Their handles are left behind on purpose.
-void ForgetThreads(std::vector<std::thread>& threads) {
-  if (!threads.empty()) (void)new std::vector<std::thread>(std::move(threads));
-  threads.clear();
+void CacheStore::Impl::StartFillWorkers() {
+  std::lock_guard<std::mutex> lock(fill_mu);
+  if (fill_stop || fill_enabled) return;
+  fill_enabled = true;
+  fill_pid = ::getpid();
+  try {
+    for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
+  } catch (const std::system_error&) {
+    // Fewer workers (maybe none): hints that find no room in the queue are fetched by the caller.
+  }
 }
-
-}  // namespace
 
 void CacheStore::Impl::Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset,
                             uint64_t length) {
   if (length == 0 || offset >= e->size) return;
-  // Claim under one hold of mu: on a warm cache (nothing absent) this is the whole cost.
+  {
+    std::lock_guard<std::mutex> lock(fill_mu);
+    if (!fill_enabled || fill_stop || fill_threads.empty() || fill_pid != ::getpid()) return;
+  }
+  // Claim under one hold of mu: on a warm cache (nothing absent) this is the whole cost. A hint
+  // claims at most an eighth of the capacity, so one large hint cannot empty the cache.
   const uint64_t bs = options.block_size;
   const uint64_t last = (offset + std::min(length, e->size - offset) + bs - 1) / bs;
+  uint64_t budget = options.capacity / 8;
   std::vector<FillJob> jobs;
   {
     std::lock_guard<std::mutex> lock(mu);
@@ -43,38 +57,32 @@ void CacheStore::Impl::Hint(KeyEntry* e, const std::shared_ptr<const ReadableFil
         close_job();
         continue;
       }
+      if (n > budget) break;
       if (!job.run.Joins(block, n)) close_job();
-      BlockStep step = ClaimLocked(e, block);
-      if (step.kind != BlockStep::kFetch) {  // no room: nothing more to claim
-        close_job();
-        break;
-      }
+      BlockStep step = ClaimLocked(e, block, true);
+      if (step.kind != BlockStep::kFetch) break;  // no room
+      budget -= n;
       job.run.Add(Piece{block, n, 0, 0, 0}, std::move(step));
     }
     close_job();
   }
   if (jobs.empty()) return;
-  bool stopping = false;
-  {
-    std::lock_guard<std::mutex> lock(fill_mu);
-    stopping = fill_stop;
-    if (!fill_stop && fill_jobs.size() < kMaxFillJobs) {
-      if (fill_pid != ::getpid()) {  // first hint, or a forked child: the threads are not ours
-        ForgetThreads(fill_threads);
-        fill_pid = ::getpid();
-        for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
-      }
-      for (FillJob& j : jobs) fill_jobs.push_back(std::move(j));
-      jobs.clear();
+  for (FillJob& j : jobs) {  // evict now: victims wait for no queue (and are not evicted twice)
+    for (BlockStep& step : j.run.steps) {
+      (void)Evict(step.victims);
+      step.victims.clear();
     }
   }
-  fill_cv.notify_all();
-  for (FillJob& j : jobs) {
-    if (stopping) {
-      CancelFill(j);  // the store is closing: released unfetched
-    } else {
-      (void)FetchRunFrom(this, j.entry, *j.source, j.run, {});  // queue full: back-pressure
+  size_t queued = 0;
+  {
+    std::lock_guard<std::mutex> lock(fill_mu);
+    for (; queued < jobs.size() && !fill_stop && fill_jobs.size() < kMaxFillJobs; ++queued) {
+      fill_jobs.push_back(std::move(jobs[queued]));
     }
+  }
+  if (queued > 0) fill_cv.notify_all();
+  for (size_t i = queued; i < jobs.size(); ++i) {  // back-pressure: the caller fetches the rest
+    (void)FetchRunFrom(this, jobs[i].entry, *jobs[i].source, jobs[i].run, {});
   }
 }
 
@@ -88,7 +96,7 @@ void CacheStore::Impl::FillWorker() {
       job = std::move(fill_jobs.front());
       fill_jobs.pop_front();
     }
-    // A hint: a failed fetch reaches the readers waiting on it, nobody else.
+    // A hint: a failed fetch reaches only the readers waiting on it, and they ask again.
     (void)FetchRunFrom(this, job.entry, *job.source, job.run, {});
   }
 }
@@ -96,9 +104,10 @@ void CacheStore::Impl::FillWorker() {
 void CacheStore::Impl::CancelFill(FillJob& job) {
   for (size_t i = 0; i < job.run.pieces.size(); ++i) {
     (void)Evict(job.run.steps[i].victims);
-    FinishFetch(job.entry, job.run.pieces[i].block, Status::Unavailable("cache: closing before a prefetch was fetched"), 0, false, true);
+    FinishFetch(job.entry, job.run.pieces[i].block, Status::Unavailable("cache: closing before a prefetch was fetched"),
+                0, false, true);
   }
-  job.run = Run();
+  job.run.Clear();
 }
 
 void CacheStore::Impl::StopFillWorkers() {
@@ -110,12 +119,23 @@ void CacheStore::Impl::StopFillWorkers() {
     fill_stop = true;
     ours = fill_pid == ::getpid();
     threads.swap(fill_threads);
-    pending.swap(fill_jobs);  // not fetched: a closing store does not wait for hints
+    pending.swap(fill_jobs);  // not fetched: a stopping store does not wait for hints
   }
   fill_cv.notify_all();
-  for (FillJob& job : pending) CancelFill(job);
-  if (!ours) return ForgetThreads(threads);
-  for (std::thread& t : threads) t.join();  // in-flight fetches finish first
+  for (FillJob& job : pending) CancelFill(job);  // their waiters ask the source themselves
+  if (!ours) {
+    // A forked child: the parent's threads do not exist here; they can be neither joined nor
+    // detached, and destroying a joinable std::thread terminates. Left behind on purpose.
+    if (!threads.empty()) (void)new std::vector<std::thread>(std::move(threads));
+    return;
+  }
+  for (std::thread& t : threads) {
+    if (t.get_id() == std::this_thread::get_id()) {
+      t.detach();  // a worker releasing the store's last reference cannot join itself
+    } else {
+      t.join();  // in-flight fetches finish first
+    }
+  }
 }
 
 }  // namespace ovbd::cache

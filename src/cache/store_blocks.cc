@@ -50,10 +50,10 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
 BlockStep CacheStore::Impl::BeginReadahead(KeyEntry* e, uint64_t block) {
   std::lock_guard<std::mutex> lock(mu);
   if (e->blocks[block].state != BlockState::kAbsent) return BlockStep{};  // kBypass
-  return ClaimLocked(e, block);
+  return ClaimLocked(e, block, true);
 }
 
-BlockStep CacheStore::Impl::ClaimLocked(KeyEntry* e, uint64_t block) {
+BlockStep CacheStore::Impl::ClaimLocked(KeyEntry* e, uint64_t block, bool ahead) {
   BlockSlot& slot = e->blocks[block];
   BlockStep step;
   uint64_t length = BlockLength(*e, block);
@@ -63,6 +63,7 @@ BlockStep CacheStore::Impl::ClaimLocked(KeyEntry* e, uint64_t block) {
   slot.verified = false;
   slot.length = static_cast<uint32_t>(length);
   slot.flight = std::make_shared<Flight>();
+  slot.flight->ahead = ahead;
   step.kind = BlockStep::kFetch;
   step.flight = slot.flight;
   return step;

@@ -37,6 +37,9 @@ struct Flight {
   bool done = false;
   Status status;              // the source's status
   std::vector<uint8_t> data;  // the block's bytes once done and ok
+  // Fetched ahead of any read (read-ahead or a Prefetch hint): a reader that waited on it and
+  // got an error asks the source again itself instead of failing with the hint's error.
+  bool ahead = false;
   void Finish(Status s);
   Status Wait();              // blocks until done; returns status
 };
@@ -144,9 +147,12 @@ struct CacheStore::Impl {
   std::deque<FillJob> fill_jobs;
   std::vector<std::thread> fill_threads;
   pid_t fill_pid = 0;
-  bool fill_stop = false;
-  // Claims the absent blocks of [offset, offset+length) of `e` and queues them, as runs of
-  // adjacent blocks, for the fill workers (fetched by the caller if kMaxFillJobs are queued).
+  bool fill_enabled = false;  // StartFillWorkers called (by the serving process)
+  bool fill_stop = false;     // StopFillWorkers called: hints are ignored from then on
+  void StartFillWorkers();
+  // Claims the absent blocks of [offset, offset+length) of `e` (at most capacity/8 bytes) and
+  // queues them, as runs of adjacent blocks, for the fill workers (runs that find kMaxFillJobs
+  // queued are fetched by the caller). Ignored before StartFillWorkers and after Stop.
   void Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset, uint64_t length);
   // Fails the claims of a job that will not be fetched (the store is closing).
   void CancelFill(FillJob& job);
@@ -160,7 +166,7 @@ struct CacheStore::Impl {
   BlockStep Begin(KeyEntry* e, uint64_t block);
   // The common tail of Begin and BeginReadahead for an absent block: reserves room and marks it
   // kFetching (kFetch), or kBypass if no room can be made.
-  BlockStep ClaimLocked(KeyEntry* e, uint64_t block);
+  BlockStep ClaimLocked(KeyEntry* e, uint64_t block, bool ahead = false);
   // Read-ahead: claims `block` for fetching (kFetch) only if it is absent and room can be made
   // without waiting; otherwise kBypass, meaning "do not read ahead here". Not counted as a miss.
   BlockStep BeginReadahead(KeyEntry* e, uint64_t block);

@@ -138,6 +138,9 @@ bool FileExists(const std::string& path) {
 }  // namespace
 
 LayerSession::~LayerSession() {
+  // Before anything the cache's workers read through is released: a worker must never drop
+  // the last reference to the store it runs in.
+  if (store_) store_->StopFillWorkers();
   if (prefetcher_) prefetcher_->Cancel();
   downloader_.reset();
 }
@@ -191,8 +194,9 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
     co.refill_size = ParsedSize(args.refill_size);
     auto store = cache::CacheStore::Open(co);
     if (!store.ok()) {
+      const bool busy = store.status().code() == Code::kUnavailable;
       return store.status().WithContext("--cache-dir " + args.cache_dir +
-                                        " (another ovbd process may be using it; give each its own)");
+                                        (busy ? " (another ovbd process may be using it; give each its own)" : ""));
     }
     store_ = std::move(store).value();
   }
@@ -257,6 +261,7 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
 }
 
 void LayerSession::StartBackground() {
+  if (store_) store_->StartFillWorkers();
   for (auto& [digest, verifier] : verifiers_) verifier->Enable();
   if (!download_jobs_.empty() && !downloader_) {
     downloader_ = Downloader::Start(cache_dir_, download_jobs_, download_delay_s_, download_rate_);
@@ -271,6 +276,7 @@ void LayerSession::StartBackground() {
 Status LayerSession::Finish() {
   if (finished_) return Status::OK();
   finished_ = true;
+  if (store_) store_->StopFillWorkers();
   if (prefetcher_) prefetcher_->Cancel();
   downloader_.reset();
   if (!recorder_) return Status::OK();
