@@ -274,12 +274,31 @@ if start dl2 --config "$T/config.v1.json" --cache-dir "$T/c11" --cache-size 64K 
 fi
 faults '{"reset": true}'
 
+# sigterm_waited_by_one PID: at most one thread of PID accepts SIGTERM (15: bit 14 of SigBlk
+# clear): the one waiting for it in sigwait (which unblocks it for the wait).
+sigterm_waited_by_one() {
+  local status mask n=0 open=0
+  [ -n "$1" ] && [ -d "/proc/$1/task" ] || { echo "no process '$1'"; return 1; }
+  for status in /proc/"$1"/task/*/status; do
+    mask=$(awk '/^SigBlk:/ { print $2 }' "$status")
+    (( (16#$mask >> 14) & 1 )) || open=$((open + 1))
+    n=$((n + 1))
+  done
+  echo "$n threads, $open accept SIGTERM"
+  [ "$open" -le 1 ]
+}
+
 # ---- 12. ovbd attach of a registry-backed image (FUSE file; needs root and /dev/fuse) ----------
 if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ]; then
   mkdir -p "$T/fuse"
   if "$OVBD" attach --config "$T/config.v1.json" --cache-dir "$T/c12" --fuse-only "$T/fuse" \
        --record-trace "$T/attach.trace" > "$T/attach.out" 2>&1; then
     check "attach: the FUSE file of a registry-backed image == local layers" cmp "$T/fuse/image" "$T/ref.img"
+    # The attach process waits for SIGTERM in one thread; any other thread that does not block
+    # it (e.g. a background worker of the cache) could take it and end the process unflushed.
+    attach_pid=$(pgrep -f -- "--fuse-only $T/fuse" | head -1)
+    check "attach: only the signal-waiting thread of the attach process accepts SIGTERM" \
+      sigterm_waited_by_one "$attach_pid"
     check "attach: detach" "$OVBD" detach "$T/fuse"
     check "attach: the trace was recorded by the attach process" test -s "$T/attach.trace"
   else

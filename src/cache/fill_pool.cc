@@ -11,6 +11,8 @@
 // Workers start only when the serving process asks (StartFillWorkers): `ovbd attach` opens the
 // image, and so reads through the cache, before it forks, and threads do not survive a fork.
 // Before that, and after StopFillWorkers, hints are ignored: reads fetch on demand as usual.
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -25,11 +27,17 @@ void CacheStore::Impl::StartFillWorkers() {
   if (fill_stop || fill_enabled) return;
   fill_enabled = true;
   fill_pid = ::getpid();
+  // The workers take no process signals (a server waits for SIGTERM in one thread; a worker
+  // that got it would end the process): they inherit a fully blocked mask.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   try {
     for (size_t i = 0; i < kFillThreads; ++i) fill_threads.emplace_back([this] { FillWorker(); });
   } catch (const std::system_error&) {
     // Fewer workers (maybe none): hints that find no room in the queue are fetched by the caller.
   }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void CacheStore::Impl::Hint(KeyEntry* e, const std::shared_ptr<const ReadableFile>& source, uint64_t offset,

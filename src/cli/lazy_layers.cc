@@ -1,5 +1,8 @@
 #include "cli/lazy_layers.h"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -28,7 +31,7 @@ void AddLazyArgs(CLI::App* cmd, LazyArgs* a, bool with_trace) {
       ->capture_default_str();
   cmd->add_option("--cache-block-size", a->cache_block_size,
                   "Unit the cache fetches, checks and evicts (power of two, 4K..16M); a scattered miss "
-                  "fetches only its own blocks. Another size than the cache directory's discards it")
+                  "fetches only its own blocks. A cache directory made with another size is emptied")
       ->check(SizeValidator(4096, true))
       ->group(group)
       ->capture_default_str();
@@ -261,6 +264,17 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
 }
 
 void LayerSession::StartBackground() {
+  // Every thread started here inherits a fully blocked signal mask: the serving thread waits
+  // for SIGTERM/SIGINT itself, and a background thread that got one would end the process
+  // (ovbd attach starts these before it blocks its signals).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  StartThreads();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void LayerSession::StartThreads() {
   if (store_) store_->StartFillWorkers();
   for (auto& [digest, verifier] : verifiers_) verifier->Enable();
   if (!download_jobs_.empty() && !downloader_) {

@@ -80,8 +80,8 @@ class LayerSession {
   ~LayerSession();
 
   std::vector<lsmt::LowerLayer> TakeLowers() { return std::move(lowers_); }
-  // Starts the trace replay and the background download, if any (threads: call it in the
-  // process that serves).
+  // Starts the cache's fill workers, the digest checks, the trace replay and the background
+  // download, if any (threads: call it in the process that serves; they take no signals).
   void StartBackground();
   // Stops the replay; saves a recorded trace. Idempotent.
   Status Finish();
@@ -90,6 +90,7 @@ class LayerSession {
   const std::vector<LayerRef>& refs() const { return refs_; }
 
  private:
+  void StartThreads();
   LayerSession() = default;
   Status OpenAll(const LazyArgs& args);
   Result<std::shared_ptr<const ReadableFile>> OpenRemote(const LazyArgs& args, size_t index);
