@@ -57,6 +57,8 @@ class StackImage final : public Image {
   // Segments covering [offset, offset+length) sectors, clipped, sorted, with global tags.
   std::vector<Segment> Resolve(uint64_t offset, uint64_t length) const;
   Status CheckWrite(uint64_t offset, uint64_t length, const char* op) const;
+  // The lower layer file a segment tag names, or null (the upper, or no such layer).
+  const ReadableFile* LowerOf(uint8_t tag) const;
   // Passes the lower-layer parts of [offset, offset+length) to their files' Prefetch, if the
   // range has at least `min_segments` of them.
   void PrefetchLowers(const std::vector<Segment>& segments, uint64_t offset, uint64_t length,
@@ -121,45 +123,49 @@ Status StackImage::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
 void StackImage::PrefetchLowers(const std::vector<Segment>& segments, uint64_t offset, uint64_t length,
                                 long min_segments) const {
   constexpr uint64_t kPrefetchGap = 64 << 10;
-  const auto is_lower = [this](const Segment& s) { return !s.zeroed && !(upper_ && s.tag == 0); };
+  const auto is_lower = [this](const Segment& s) { return !s.zeroed && LowerOf(s.tag) != nullptr; };
   if (std::count_if(segments.begin(), segments.end(), is_lower) < min_segments) return;
   struct Pending {
-    uint64_t begin = 0, end = 0;  // blob range; end == 0: none
+    const ReadableFile* file = nullptr;  // null: none
+    uint64_t begin = 0, end = 0;         // blob range
   };
-  std::vector<Pending> pending(lowers_.size());
-  const auto flush = [this](size_t index, Pending& p) {
-    if (p.end > p.begin) lowers_[index]->Prefetch(p.begin, p.end - p.begin);
+  std::vector<Pending> pending;  // at most one per layer
+  const auto flush = [](Pending& p) {
+    if (p.file != nullptr) p.file->Prefetch(p.begin, p.end - p.begin);
     p = Pending();
   };
   const uint64_t end = offset + length;
   for (const Segment& s : segments) {
     if (!is_lower(s)) continue;
-    const size_t tag_index = s.tag - (upper_ ? 1u : 0u);
-    if (tag_index >= lowers_.size()) continue;  // ReadLayerData reports it
-    const size_t index = lowers_.size() - 1 - tag_index;
     const uint64_t begin = std::max(s.offset * kSectorSize, offset);
     const uint64_t stop = std::min(s.end() * kSectorSize, end);
     if (begin >= stop) continue;
+    const ReadableFile* file = LowerOf(s.tag);
     const uint64_t blob_begin = s.moffset * kSectorSize + (begin - s.offset * kSectorSize);
     const uint64_t blob_end = blob_begin + (stop - begin);
-    Pending& p = pending[index];
-    if (p.end > p.begin && blob_begin >= p.begin && blob_begin <= p.end + kPrefetchGap) {
-      p.end = std::max(p.end, blob_end);
+    auto p = std::find_if(pending.begin(), pending.end(), [file](const Pending& x) { return x.file == file; });
+    if (p != pending.end() && blob_begin >= p->begin && blob_begin <= p->end + kPrefetchGap) {
+      p->end = std::max(p->end, blob_end);
       continue;
     }
-    flush(index, p);
-    p = Pending{blob_begin, blob_end};
+    if (p != pending.end()) flush(*p);
+    if (p == pending.end()) p = pending.insert(pending.end(), Pending());
+    *p = Pending{file, blob_begin, blob_end};
   }
-  for (size_t i = 0; i < pending.size(); ++i) flush(i, pending[i]);
+  for (Pending& p : pending) flush(p);
+}
+
+const ReadableFile* StackImage::LowerOf(uint8_t tag) const {
+  if (upper_ && tag == 0) return nullptr;
+  const size_t index = tag - (upper_ ? 1u : 0u);  // 0 = the top lower
+  return index < lowers_.size() ? lowers_[lowers_.size() - 1 - index].get() : nullptr;
 }
 
 Status StackImage::ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const {
   if (upper_ && tag == 0) return ReadZeroPadded(upper_->data_file(), offset, buf);
-  size_t index = tag - (upper_ ? 1u : 0u);
-  if (index >= lowers_.size()) {
-    return Status::InvalidArgument(name_ + ": no layer with tag " + std::to_string(tag));
-  }
-  return ReadZeroPadded(*lowers_[lowers_.size() - 1 - index], offset, buf);
+  const ReadableFile* lower = LowerOf(tag);
+  if (lower == nullptr) return Status::InvalidArgument(name_ + ": no layer with tag " + std::to_string(tag));
+  return ReadZeroPadded(*lower, offset, buf);
 }
 
 Status StackImage::CheckWrite(uint64_t offset, uint64_t length, const char* op) const {
