@@ -89,7 +89,7 @@ uri="nbd+unix:///?socket=$work/nbd.sock"
 step "serve the stack over NBD with a new writable layer on top; read it with nbdcopy"
 "$ovbd" create --size 64M "$work/up.data" "$work/up.index"
 serve "$work/layer0.zfile" "$work/layer1.tar" "$work/layer2.lsmt" --upper "$work/up.data" "$work/up.index"
-trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 nbdcopy "$uri" "$work/nbd.img"
 cmp "$work/nbd.img" "$model"
 echo "    nbdcopy of the export == model"
@@ -115,7 +115,7 @@ if ! command -v docker-registry >/dev/null; then
   echo "    skipped: docker-registry is not installed (scripts/install-deps.sh installs it)"
 else
   registry=$(bash scripts/registry.sh start "$work/registry")
-  trap 'kill "$server" 2>/dev/null; bash scripts/registry.sh stop "$work/registry"; rm -rf "$work"' EXIT
+  trap 'kill "$server" 2>/dev/null || true; bash scripts/registry.sh stop "$work/registry" || true; rm -rf "$work"' EXIT
   "$ovbd" push -q --to "http://$registry/demo/app" --config-out "$work/registry.json" \
     "$work/layer0.zfile" "$work/layer1.tar" "$work/layer2.lsmt" "$work/layer3.zfile"
   sed 's/^/    /' "$work/registry.json"
@@ -131,7 +131,7 @@ else
   stop_server
   echo "    registry stopped: served from the cache, still == model"
   "$ovbd" cache status --cache-dir "$work/cache" | sed 's/^/    /'
-  trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+  trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 fi
 
 step "an ext4 file system as a layer: attach it as /dev/loopN, mount, write, detach, commit"
@@ -140,10 +140,11 @@ if [ "$(id -u)" -ne 0 ] || [ ! -c /dev/fuse ] || ! command -v mkfs.ext4 >/dev/nu
 else
   mnt="$work/mnt"
   dev=""
+  # Runs on every exit, also after success: nothing in it may fail the script (set -e applies).
   cleanup_attach() {
-    mountpoint -q "$mnt" && umount "$mnt"
-    [ -n "$dev" ] && "$ovbd" detach "$dev" >/dev/null 2>&1
-    kill "$server" 2>/dev/null
+    if mountpoint -q "$mnt"; then umount "$mnt" || true; fi
+    if [ -n "$dev" ]; then "$ovbd" detach "$dev" >/dev/null 2>&1 || true; fi
+    kill "$server" 2>/dev/null || true
     rm -rf "$work"
   }
   trap cleanup_attach EXIT
