@@ -10,6 +10,7 @@
 
 #include "base/hash.h"
 #include "ovbd/image.h"
+#include "ovbd/lsmt.h"
 #include "ovbd/tar.h"
 #include "testutil.h"
 
@@ -409,6 +410,77 @@ TEST(OpenImageTest, RawZfileLowerServesItsContent) {
   EXPECT_TRUE(std::equal(plain.begin(), plain.end(), got.begin()));
   EXPECT_TRUE(std::all_of(got.begin() + static_cast<ptrdiff_t>(plain.size()), got.end(),
                           [](uint8_t b) { return b == 0; }));
+}
+
+// A committed blob with one 4 KiB write at 4096 (MakeData(1)), virtual size 1 MiB.
+std::vector<uint8_t> TinyCommittedBlob() {
+  auto data = std::make_shared<MemStorage>(), index = std::make_shared<MemStorage>();
+  lsmt::CreateOptions co;
+  co.virtual_size = 1 << 20;
+  auto rw = lsmt::CreateRwLayer(NewMemFile("d", data), NewMemFile("i", index), co);
+  EXPECT_TRUE(rw.ok()) << rw.status().ToString();
+  if (!rw.ok()) return {};
+  EXPECT_TRUE((*rw)->Write(4096, testing::MakeData(1, 4096)).ok());
+  auto image = lsmt::OpenImage({}, std::move(rw).value());
+  EXPECT_TRUE(image.ok()) << image.status().ToString();
+  if (!image.ok()) return {};
+  auto out = std::make_shared<MemStorage>();
+  auto w = NewMemWritableFile("tiny", out);
+  EXPECT_TRUE(lsmt::Commit(**image, w.get(), {}).ok());
+  EXPECT_TRUE(w->Close().ok());
+  return out->bytes;
+}
+
+// A new, empty writable layer of 1 MiB as two files in `dir`.
+image::UpperPaths NewUpperFiles(const TempDir& dir, const std::string& name) {
+  auto data = std::make_shared<MemStorage>(), index = std::make_shared<MemStorage>();
+  lsmt::CreateOptions co;
+  co.virtual_size = 1 << 20;
+  EXPECT_TRUE(lsmt::CreateRwLayer(NewMemFile("d", data), NewMemFile("i", index), co).ok());
+  image::UpperPaths paths{dir.Join(name + ".data"), dir.Join(name + ".index")};
+  testing::WriteFileBytes(paths.data, data->bytes);
+  testing::WriteFileBytes(paths.index, index->bytes);
+  return paths;
+}
+
+// The stack cap counts read-only layers only (docs/format/lsmt.md §5): 255 lowers and an upper
+// is the largest stack; one lower more is InvalidArgument, with or without an upper, and the
+// count is checked before any layer is opened.
+TEST(OpenImageTest, LayerCapCountsOnlyTheReadOnlyLayers) {
+  TempDir dir;
+  const std::vector<uint8_t> tiny = TinyCommittedBlob();
+  ASSERT_FALSE(tiny.empty());
+  testing::WriteFileBytes(dir.Join("tiny.lsmt"), tiny);
+  std::vector<std::string> paths(lsmt::kMaxStackLayers, dir.Join("tiny.lsmt"));
+  {
+    auto img = image::OpenImage(paths, NewUpperFiles(dir, "up0"));
+    ASSERT_TRUE(img.ok()) << "255 lowers + an upper: " << img.status().ToString();
+    EXPECT_EQ((*img)->layer_count(), 256u);
+    EXPECT_TRUE((*img)->writable());
+    std::vector<uint8_t> got(4096);
+    ASSERT_TRUE((*img)->ReadAt(4096, got).ok());
+    EXPECT_EQ(got, testing::MakeData(1, 4096));
+  }
+  auto no_upper = image::OpenImage(paths, std::nullopt);
+  ASSERT_TRUE(no_upper.ok()) << no_upper.status().ToString();
+  EXPECT_EQ((*no_upper)->layer_count(), 255u);
+
+  paths.push_back(dir.Join("missing.lsmt"));  // never opened: the count fails first
+  for (bool upper : {false, true}) {
+    SCOPED_TRACE(upper ? "256 lowers + upper" : "256 lowers");
+    auto img = image::OpenImage(paths, upper ? std::optional(NewUpperFiles(dir, "up1")) : std::nullopt);
+    EXPECT_EQ(img.status().code(), Code::kInvalidArgument) << img.status().ToString();
+    EXPECT_NE(img.status().message().find("256 read-only layers exceed the limit of 255"), std::string::npos)
+        << img.status().ToString();
+  }
+
+  // The same cap through the overload that takes opened lowers.
+  std::vector<lsmt::LowerLayer> lowers(lsmt::kMaxStackLayers, lsmt::LowerLayer{MemFile(tiny), false});
+  auto opened = image::OpenImage(lowers, NewUpperFiles(dir, "up2"));
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ((*opened)->layer_count(), 256u);
+  lowers.push_back(lowers.back());
+  EXPECT_EQ(image::OpenImage(lowers, NewUpperFiles(dir, "up3")).status().code(), Code::kInvalidArgument);
 }
 
 TEST(OpenImageTest, RejectsPlainNonLsmtLowerNamingIt) {

@@ -41,6 +41,12 @@ inline constexpr uint64_t kMaxMergedIndexSize = 128'000'000;
 inline constexpr size_t kMaxUserTag = 256;
 inline constexpr uint64_t kMaxIoSize = 4ULL << 20;            // writes are split at 4 MiB
 
+// The one check of the stack cap (docs/format/lsmt.md §5): at most kMaxStackLayers read-only
+// layers. A writable upper is not counted: it sits on top of them (as in overlaybd, whose
+// lowers take slots 0..254 and the upper slot 255). @return InvalidArgument naming the count
+// if there are more. Every way of opening a stack calls it before it opens any layer.
+Status CheckLayerCount(size_t lowers);
+
 // One index entry. offset/length/moffset in sectors. zeroed: reads as zeros and hides lower
 // layers (moffset meaningless). tag: layer index at run time (0 = top of the stack).
 struct Segment {
@@ -204,7 +210,8 @@ class Image : public ReadableFile {
 };
 
 // `lowers` are read-only LSMT blobs, bottom first (already unwrapped from tar/ZFile), at most 255
-// of them (else InvalidArgument), plus the optional writable upper on top. With no lowers and no upper: InvalidArgument.
+// of them (CheckLayerCount), plus the optional writable upper on top: 255 lowers and an upper is
+// the largest stack. With no lowers and no upper: InvalidArgument.
 // Each lower is validated by ReadLayerInfo; errors say "lower layer <i>: <file>: ...".
 Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,
                                          std::unique_ptr<RwLayer> upper = nullptr);

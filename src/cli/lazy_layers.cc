@@ -226,10 +226,7 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
 }
 
 Status LayerSession::OpenAll(const LazyArgs& args) {
-  if (refs_.size() > lsmt::kMaxStackLayers) {
-    return Status::InvalidArgument(std::to_string(refs_.size()) + " layers exceed the limit of " +
-                                   std::to_string(lsmt::kMaxStackLayers));
-  }
+  OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(refs_.size()));
   std::vector<std::shared_ptr<const ReadableFile>> blobs;
   size_t remote_index = 0;
   for (size_t i = 0; i < refs_.size(); ++i) {

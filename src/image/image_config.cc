@@ -63,10 +63,7 @@ Result<std::vector<LowerSpec>> ParseLowers(const json& root, const std::string& 
   auto it = root.find("lowers");
   if (it == root.end() || it->is_null()) return lowers;
   if (!it->is_array()) return Status::InvalidArgument("lowers: expected an array");
-  if (it->size() > lsmt::kMaxStackLayers) {
-    return Status::InvalidArgument("lowers: " + std::to_string(it->size()) +
-                                   " layers exceed the limit of " + std::to_string(lsmt::kMaxStackLayers));
-  }
+  OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(it->size()).WithContext("lowers"));
   for (size_t i = 0; i < it->size(); i++) {
     OVBD_ASSIGN_OR_RETURN(LowerSpec spec, ParseLower((*it)[i], i, base_dir));
     lowers.push_back(std::move(spec));

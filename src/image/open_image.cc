@@ -36,10 +36,7 @@ Result<std::unique_ptr<lsmt::RwLayer>> OpenUpper(const UpperPaths& paths) {
 
 Result<std::unique_ptr<lsmt::Image>> OpenImage(const std::vector<std::string>& lowers,
                                                const std::optional<UpperPaths>& upper) {
-  if (lowers.size() + (upper ? 1 : 0) > lsmt::kMaxStackLayers) {
-    return Status::InvalidArgument(std::to_string(lowers.size()) + " layers exceed the limit of " +
-                                   std::to_string(lsmt::kMaxStackLayers));
-  }
+  OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(lowers.size()));
   std::vector<lsmt::LowerLayer> files;
   for (const auto& path : lowers) {
     OVBD_ASSIGN_OR_RETURN(auto blob, OpenLocalBlob(path));
@@ -51,10 +48,7 @@ Result<std::unique_ptr<lsmt::Image>> OpenImage(const std::vector<std::string>& l
 
 Result<std::unique_ptr<lsmt::Image>> OpenImage(std::vector<lsmt::LowerLayer> lowers,
                                                const std::optional<UpperPaths>& upper) {
-  if (lowers.size() + (upper ? 1 : 0) > lsmt::kMaxStackLayers) {
-    return Status::InvalidArgument(std::to_string(lowers.size()) + " layers exceed the limit of " +
-                                   std::to_string(lsmt::kMaxStackLayers));
-  }
+  OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(lowers.size()));
   std::unique_ptr<lsmt::RwLayer> rw;
   if (upper) {
     OVBD_ASSIGN_OR_RETURN(rw, OpenUpper(*upper));

@@ -207,11 +207,7 @@ Result<std::unique_ptr<SegmentIndex>> MergeLowers(std::vector<LayerInfo>* infos)
 
 Status CheckStackShape(const std::vector<std::shared_ptr<const ReadableFile>>& lowers, bool has_upper) {
   if (lowers.empty() && !has_upper) return Status::InvalidArgument("OpenImage: no layers");
-  // As in overlaybd: up to 255 read-only layers, plus the writable one on top (tags 0..255).
-  if (lowers.size() > kMaxStackLayers) {
-    return Status::InvalidArgument("OpenImage: " + std::to_string(lowers.size()) +
-                                   " read-only layers exceed the limit of " + std::to_string(kMaxStackLayers));
-  }
+  OVBD_RETURN_IF_ERROR(CheckLayerCount(lowers.size()).WithContext("OpenImage"));
   for (size_t i = 0; i < lowers.size(); i++) {
     if (!lowers[i]) return Status::InvalidArgument("OpenImage: lower layer " + std::to_string(i) + " is null");
   }
@@ -240,6 +236,12 @@ Result<LayerInfo> LowerInfo(const LowerLayer& lower, size_t i) {
 }
 
 }  // namespace
+
+Status CheckLayerCount(size_t lowers) {
+  if (lowers <= kMaxStackLayers) return Status::OK();
+  return Status::InvalidArgument(std::to_string(lowers) + " read-only layers exceed the limit of " +
+                                 std::to_string(kMaxStackLayers) + " (a writable upper comes on top of them)");
+}
 
 Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::unique_ptr<RwLayer> upper) {
   std::vector<std::shared_ptr<const ReadableFile>> files;

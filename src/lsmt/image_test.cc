@@ -226,6 +226,37 @@ TEST(Image, LayerLimits) {
   EXPECT_TRUE(std::equal(rest.begin(), rest.end(), got.begin() + 512));
 }
 
+// OpenStack (raw lowers allowed) has the same cap as OpenImage: 255 read-only layers of any kind
+// plus an upper open; a 256th lower is InvalidArgument with or without the upper.
+TEST(Image, OpenStackCapCountsOnlyTheReadOnlyLayers) {
+  std::shared_ptr<const ReadableFile> raw = NewMemReadableFile("raw", MakeData(5, 4096));
+  auto storage = std::make_shared<MemStorage>();
+  auto out = NewMemWritableFile("tiny.lsmt", storage);
+  ASSERT_TRUE(ImportRaw(*raw, out.get(), CommitOptions{}).ok());
+  ASSERT_TRUE(out->Close().ok());
+  std::shared_ptr<const ReadableFile> tiny = NewMemReadableFile("tiny.lsmt", storage->bytes);
+  std::vector<LowerLayer> lowers;
+  for (size_t i = 0; i < kMaxStackLayers; i++) lowers.push_back(LowerLayer{i % 2 ? tiny : raw, i % 2 == 0});
+  RwDisks disks;
+  auto full = OpenStack(lowers, MustCreateRw(disks, 4096));
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  EXPECT_EQ((*full)->layer_count(), 256u);
+  EXPECT_EQ(Md5OfFile(**full), Md5OfFile(*raw));
+  auto ro = OpenStack(lowers);
+  ASSERT_TRUE(ro.ok()) << ro.status().ToString();
+  EXPECT_EQ((*ro)->layer_count(), 255u);
+
+  lowers.push_back(LowerLayer{raw, true});
+  RwDisks more;
+  auto over = OpenStack(lowers, MustCreateRw(more, 4096));
+  EXPECT_EQ(over.status().code(), Code::kInvalidArgument) << over.status().ToString();
+  EXPECT_NE(over.status().message().find("256 read-only layers exceed the limit of 255"), std::string::npos)
+      << over.status().ToString();
+  EXPECT_EQ(OpenStack(lowers).status().code(), Code::kInvalidArgument);
+  EXPECT_TRUE(CheckLayerCount(kMaxStackLayers).ok());
+  EXPECT_EQ(CheckLayerCount(kMaxStackLayers + 1).code(), Code::kInvalidArgument);
+}
+
 TEST(Image, ABadLowerIsNamed) {
   OVBD_REQUIRE_VECTORS();
   std::vector<uint8_t> bytes = VectorBytes("layer1.lsmt");

@@ -93,10 +93,7 @@ Result<std::vector<Run>> MergeRound(std::vector<Run> runs) {
 
 // The merged run of all layers (an empty run for no layers).
 Result<Run> MergeToRun(const std::vector<std::vector<Segment>>& top_first) {
-  if (top_first.size() > kMaxStackLayers) {
-    return Status::InvalidArgument("merge indexes: " + std::to_string(top_first.size()) +
-                                   " layers exceed the cap of " + std::to_string(kMaxStackLayers));
-  }
+  OVBD_RETURN_IF_ERROR(CheckLayerCount(top_first.size()).WithContext("merge indexes"));
   std::vector<Run> runs;
   runs.reserve(top_first.size());
   for (size_t layer = 0; layer < top_first.size(); ++layer) {
