@@ -24,15 +24,11 @@ void PutText(uint8_t* out, size_t size, std::string_view text) {
   std::memcpy(out, text.data(), std::min(size, text.size()));
 }
 
-Result<std::string> DecodeUuidField(std::span<const uint8_t> bytes, size_t offset, const char* name) {
-  std::string_view text = FieldText(bytes, offset, kUuidFieldSize);
-  if (text.empty()) return std::string();
-  auto uuid = NormalizeUuid(text);
-  if (!uuid.ok()) {
-    return Status::Corruption(std::string(name) + " field at byte " + std::to_string(offset) +
-                              " is not a UUID");
-  }
-  return std::move(uuid).value();
+// The uuids are informational (nothing reads data by them, and overlaybd ignores a failed
+// parse), so text that is not a UUID reads as the null UUID instead of failing the open.
+std::string DecodeUuidField(std::span<const uint8_t> bytes, size_t offset) {
+  auto uuid = NormalizeUuid(FieldText(bytes, offset, kUuidFieldSize));
+  return uuid.ok() ? std::move(uuid).value() : std::string();
 }
 
 }  // namespace
@@ -71,8 +67,8 @@ Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes) {
   ht.index_offset = DecodeLE64(p + kOffIndexOffset);
   ht.index_size = DecodeLE64(p + kOffIndexSize);
   ht.virtual_size = DecodeLE64(p + kOffVirtualSize);
-  OVBD_ASSIGN_OR_RETURN(ht.uuid, DecodeUuidField(bytes, kOffUuid, "uuid"));
-  OVBD_ASSIGN_OR_RETURN(ht.parent_uuid, DecodeUuidField(bytes, kOffParentUuid, "parent_uuid"));
+  ht.uuid = DecodeUuidField(bytes, kOffUuid);
+  ht.parent_uuid = DecodeUuidField(bytes, kOffParentUuid);
   ht.version = p[kOffVersion];
   ht.sub_version = p[kOffSubVersion];
   if (ht.version != 1) {

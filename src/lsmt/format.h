@@ -61,7 +61,7 @@ std::vector<uint8_t> EncodeHeaderTrailer(const HeaderTrailer& ht);
 // True when the bytes start with magic0 + magic1.
 bool HasMagic(std::span<const uint8_t> bytes);
 // Decodes a header or trailer (`bytes` must hold at least kHeaderStructSize bytes). Corruption if
-// the magic is wrong or a uuid field is not a UUID.
+// the magic is wrong. A uuid field whose text is not a UUID decodes as "" (the null UUID).
 Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes);
 
 void EncodeSegment(const Segment& s, uint8_t* out);  // writes kSegmentBytes

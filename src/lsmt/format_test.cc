@@ -89,19 +89,50 @@ TEST(HeaderCodec, UserTagOf256BytesNeedsNoTerminator) {
   EXPECT_EQ(decoded->user_tag, h.user_tag);
 }
 
-TEST(HeaderCodec, RejectsBadMagicAndBadUuid) {
+TEST(HeaderCodec, RejectsBadMagic) {
   std::vector<uint8_t> bytes = EncodeHeaderTrailer(HeaderTrailer{});
   bytes[3] ^= 1;
-  EXPECT_TRUE(DecodeHeaderTrailer(bytes).status().IsCorruption());
+  EXPECT_EQ(DecodeHeaderTrailer(bytes).status().code(), Code::kCorruption);
   bytes[3] ^= 1;
   bytes[9] ^= 1;  // magic1
-  EXPECT_TRUE(DecodeHeaderTrailer(bytes).status().IsCorruption());
+  EXPECT_EQ(DecodeHeaderTrailer(bytes).status().code(), Code::kCorruption);
   bytes[9] ^= 1;
-  bytes[60] = 'G';  // inside the uuid text
-  auto bad = DecodeHeaderTrailer(bytes);
-  EXPECT_TRUE(bad.status().IsCorruption());
-  EXPECT_NE(bad.status().message().find("uuid"), std::string::npos);
-  EXPECT_TRUE(DecodeHeaderTrailer(std::span<const uint8_t>(bytes.data(), 100)).status().IsCorruption());
+  EXPECT_EQ(DecodeHeaderTrailer(std::span<const uint8_t>(bytes.data(), 100)).status().code(), Code::kCorruption);
+}
+
+// docs/format/lsmt.md §2: a uuid field is informational; text that does not parse (the bytes up to
+// the first NUL, at most 37, must be a 36-character UUID) reads as the null UUID, never an error.
+TEST(HeaderCodec, UnparsableUuidReadsAsTheNullUuid) {
+  HeaderTrailer h;
+  h.uuid = kU1;
+  h.parent_uuid = kU0;
+  const std::vector<uint8_t> good = EncodeHeaderTrailer(h);
+  struct Case {
+    const char* what;
+    size_t at;
+    std::vector<uint8_t> bytes;
+    bool parent;
+  };
+  const std::vector<Case> cases = {
+      {"not a hex digit", kOffUuid + 4, {'G'}, false},
+      {"no dash at 8", kOffUuid + 8, {'0'}, false},
+      {"37 characters, no NUL", kOffUuid + 36, {'X'}, false},
+      {"35 characters", kOffUuid + 35, {0}, false},
+      {"binary garbage", kOffUuid, std::vector<uint8_t>(37, 0xFF), false},
+      {"parent_uuid without its dash at 13", kOffParentUuid + 13, {'x'}, true},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    std::vector<uint8_t> bytes = good;
+    std::copy(c.bytes.begin(), c.bytes.end(), bytes.begin() + static_cast<ptrdiff_t>(c.at));
+    auto decoded = DecodeHeaderTrailer(bytes);
+    ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+    EXPECT_EQ(c.parent ? decoded->parent_uuid : decoded->uuid, "");
+    EXPECT_EQ(c.parent ? decoded->uuid : decoded->parent_uuid, c.parent ? kU1 : kU0);
+  }
+  std::vector<uint8_t> lower = good;
+  for (size_t i = kOffUuid; i < kOffUuid + 36; i++) lower[i] = static_cast<uint8_t>(std::tolower(lower[i]));
+  EXPECT_EQ(DecodeHeaderTrailer(lower)->uuid, kU1);  // any case parses, read back uppercase
 }
 
 TEST(HeaderCodec, ReencodingTheGoldenHeadersIsByteIdentical) {

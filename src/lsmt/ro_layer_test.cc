@@ -199,6 +199,20 @@ TEST_F(Layer0Corruption, TooSmallFile) {
   ExpectCorruption("smaller than a header and a trailer");
 }
 
+// uuid and parent_uuid are informational (lsmt.md §2): unparsable text reads as the null UUID
+// and the blob opens.
+TEST_F(Layer0Corruption, UnparsableUuidsAreInformational) {
+  bytes_[trailer() + kOffUuid + 8] = '0';         // no dash
+  bytes_[trailer() + kOffParentUuid] = 0xFF;     // binary garbage
+  bytes_[kOffUuid + 36] = 'X';                   // header: 37 characters, no NUL
+  auto info = ReadLayerInfo(*NewMemReadableFile("poked.lsmt", bytes_));
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->trailer.uuid, "");
+  EXPECT_EQ(info->trailer.parent_uuid, "");
+  EXPECT_EQ(info->header.uuid, "");
+  EXPECT_EQ(info->segments.size(), 21u);
+}
+
 TEST_F(Layer0Corruption, PaddingTagsAndOnDiskTagsAreIgnored) {
   Segment s = GetEntry(2);
   s.tag = 9;

@@ -450,6 +450,20 @@ TEST(RwLayer, DataAndIndexOfDifferentLayersAreRefused) {
   EXPECT_NE(mixed.status().message().find("do not belong together"), std::string::npos);
 }
 
+// A uuid that does not parse is the null uuid (lsmt.md §2), also when the two headers are
+// compared (§8): garbage in both opens; garbage against a real uuid is a mismatch.
+TEST(RwLayer, UnparsableUuidsCountAsNullWhenComparingTheHeaders) {
+  RwDisks disks;
+  ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
+  disks.data->bytes[kOffUuid + 8] = 'Z';
+  auto one_side = OpenRwLayer(disks.DataFile(), disks.IndexFile());
+  EXPECT_EQ(one_side.status().code(), Code::kCorruption) << one_side.status().ToString();
+  disks.index->bytes[kOffUuid] = 0xFF;
+  auto both = OpenRwLayer(disks.DataFile(), disks.IndexFile());
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_EQ((*both)->meta().uuid, "");
+}
+
 TEST(RwLayer, UnknownFormatVersionIsNotSupported) {
   RwDisks disks;
   ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
