@@ -1,6 +1,7 @@
 #include "lsmt/format.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -18,6 +19,12 @@ constexpr std::string_view kNullUuidText = "00000000-0000-0000-0000-000000000000
 std::string_view FieldText(std::span<const uint8_t> bytes, size_t offset, size_t size) {
   const char* p = reinterpret_cast<const char*>(bytes.data() + offset);
   return std::string_view(p, strnlen(p, size));
+}
+
+std::string Hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%X", v);
+  return buf;
 }
 
 void PutText(uint8_t* out, size_t size, std::string_view text) {
@@ -64,6 +71,10 @@ Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes) {
   HeaderTrailer ht;
   const uint8_t* p = bytes.data();
   ht.flags = DecodeLE32(p + kOffFlags);
+  if (ht.flags & ~kKnownFlags) {
+    // A future feature bit would change what the record means; overlaybd never sets one.
+    return Status::NotSupported("flags " + Hex32(ht.flags) + ": unknown bits " + Hex32(ht.flags & ~kKnownFlags));
+  }
   ht.index_offset = DecodeLE64(p + kOffIndexOffset);
   ht.index_size = DecodeLE64(p + kOffIndexSize);
   ht.virtual_size = DecodeLE64(p + kOffVirtualSize);

@@ -50,6 +50,10 @@ inline constexpr std::array<uint8_t, 8> kMagic0 = {0x4C, 0x53, 0x4D, 0x54, 0x00,
 inline constexpr std::array<uint8_t, 16> kMagic1 = {0x65, 0x7E, 0x63, 0xD2, 0x94, 0x44, 0x08, 0x4C,
                                                     0xA2, 0xD2, 0xC8, 0xEC, 0x4F, 0xCF, 0xAE, 0x8A};
 
+// Bits 0..5 are defined (3 "gc_layer" and 5 "info_valid" are never used and ignored; 4 SPARSE_RW
+// is ignored in read-only blobs and refused in writable layers). Any other bit is NotSupported.
+inline constexpr uint32_t kKnownFlags = 0x3F;
+
 // Flag combinations the writers produce.
 inline constexpr uint32_t kFlagsCommittedHeader = kFlagHeader | kFlagDataFile | kFlagSealed;  // 0x07
 inline constexpr uint32_t kFlagsTrailer = kFlagDataFile | kFlagSealed;                        // 0x06
@@ -61,7 +65,8 @@ std::vector<uint8_t> EncodeHeaderTrailer(const HeaderTrailer& ht);
 // True when the bytes start with magic0 + magic1.
 bool HasMagic(std::span<const uint8_t> bytes);
 // Decodes a header or trailer (`bytes` must hold at least kHeaderStructSize bytes). Corruption if
-// the magic is wrong. A uuid field whose text is not a UUID decodes as "" (the null UUID).
+// the magic is wrong; NotSupported for a flag bit above 5 or a version other than 1. A uuid field
+// whose text is not a UUID decodes as "" (the null UUID).
 Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes);
 
 void EncodeSegment(const Segment& s, uint8_t* out);  // writes kSegmentBytes

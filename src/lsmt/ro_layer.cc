@@ -17,6 +17,9 @@ Result<HeaderTrailer> ReadHeaderTrailerAt(const ReadableFile& blob, uint64_t off
   return DecodeHeaderTrailer(bytes);
 }
 
+// Flag bits 3..5 are not checked here: 3 and 5 are never used, and 4 (SPARSE_RW) only says how a
+// writable layer's index is found. A sealed sparse layer (overlaybd's close_seal copies the bit
+// into the trailer) has its index in the blob like any other; bits above 5 failed decoding.
 Status CheckHeaderFlags(const HeaderTrailer& h) {
   if (!(h.flags & kFlagHeader)) return Status::Corruption("header flag bit 0 (header) is not set");
   if (!(h.flags & kFlagDataFile)) return Status::Corruption("header flag bit 1 (data file) is not set");

@@ -199,6 +199,28 @@ TEST_F(Layer0Corruption, TooSmallFile) {
   ExpectCorruption("smaller than a header and a trailer");
 }
 
+// lsmt.md §3: bits 3 and 5 are ignored, bit 4 (SPARSE_RW) is ignored in a read-only blob (a sealed
+// sparse layer is an ordinary blob), any bit above 5 is NotSupported, in the header and the trailer.
+TEST_F(Layer0Corruption, FlagBitsBeyondTheFirstThree) {
+  const std::vector<uint8_t> pristine = bytes_;
+  for (uint64_t at : {uint64_t{0}, trailer()}) {
+    for (uint32_t bit : {3u, 4u, 5u, 6u, 7u, 16u, 31u}) {
+      SCOPED_TRACE((at == 0 ? "header bit " : "trailer bit ") + std::to_string(bit));
+      bytes_ = pristine;
+      EncodeLE32(&bytes_[at + kOffFlags], DecodeLE32(&bytes_[at + kOffFlags]) | (1u << bit));
+      auto info = ReadLayerInfo(*NewMemReadableFile("poked.lsmt", bytes_));
+      if (bit <= 5) {
+        ASSERT_TRUE(info.ok()) << info.status().ToString();
+        EXPECT_EQ(info->segments.size(), 21u);
+      } else {
+        EXPECT_EQ(info.status().code(), Code::kNotSupported) << info.status().ToString();
+        EXPECT_NE(info.status().message().find("unknown bits"), std::string::npos) << info.status().ToString();
+        EXPECT_NE(info.status().message().find("poked.lsmt"), std::string::npos) << info.status().ToString();
+      }
+    }
+  }
+}
+
 // uuid and parent_uuid are informational (lsmt.md §2): unparsable text reads as the null UUID
 // and the blob opens.
 TEST_F(Layer0Corruption, UnparsableUuidsAreInformational) {

@@ -255,12 +255,21 @@ Result<HeaderTrailer> ReadHeader(const ReadableFile& file) {
   return ht;
 }
 
+// overlaybd's one-file "sparse" writable layer keeps data in place and has no index records: its
+// index is the file's allocation map (SEEK_DATA/SEEK_HOLE). Replaying an index file for it would
+// read the wrong bytes, so it is refused rather than misread.
+Status RefuseSparse(const ReadableFile& file, const HeaderTrailer& h) {
+  if (!(h.flags & kFlagSparseRw)) return Status::OK();
+  return Status::NotSupported(file.Name() + ": header at offset 0: flag bit 4 (SPARSE_RW): a sparse "
+                              "writable layer, whose index is the file's allocation map");
+}
+
 Status CheckDataHeader(const ReadableFile& file, const HeaderTrailer& h) {
   if (!(h.flags & kFlagHeader) || !(h.flags & kFlagDataFile)) {
     return Status::Corruption(file.Name() + ": header at offset 0: flags " + std::to_string(h.flags) +
                               " are not those of an RW data file (header|data)");
   }
-  return Status::OK();
+  return RefuseSparse(file, h);
 }
 
 Status CheckIndexHeader(const ReadableFile& file, const HeaderTrailer& h) {
@@ -272,7 +281,7 @@ Status CheckIndexHeader(const ReadableFile& file, const HeaderTrailer& h) {
     return Status::Corruption(file.Name() + ": header at offset 0: index_offset " +
                               std::to_string(h.index_offset) + " is not 4096");
   }
-  return Status::OK();
+  return RefuseSparse(file, h);
 }
 
 // A sealed data file ends with an index and a trailer (Seal); appending to it would bury them,

@@ -464,6 +464,31 @@ TEST(RwLayer, UnparsableUuidsCountAsNullWhenComparingTheHeaders) {
   EXPECT_EQ((*both)->meta().uuid, "");
 }
 
+// lsmt.md §3 in a writable layer: bit 4 (SPARSE_RW, overlaybd's one-file layer whose index is the
+// file's allocation map) and any bit above 5 are NotSupported in either header; bits 3 and 5 are
+// ignored.
+TEST(RwLayer, FlagBitsBeyondTheFirstThree) {
+  RwDisks disks;
+  ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
+  const RwDisks pristine = disks;
+  for (bool index : {false, true}) {
+    for (uint32_t bit : {3u, 4u, 5u, 6u, 31u}) {
+      SCOPED_TRACE((index ? "index header bit " : "data header bit ") + std::to_string(bit));
+      RwDisks copy;
+      copy.data->bytes = pristine.data->bytes;
+      copy.index->bytes = pristine.index->bytes;
+      std::vector<uint8_t>& header = index ? copy.index->bytes : copy.data->bytes;
+      EncodeLE32(&header[kOffFlags], DecodeLE32(&header[kOffFlags]) | (1u << bit));
+      auto opened = OpenRwLayer(copy.DataFile(), copy.IndexFile());
+      if (bit == 3 || bit == 5) {
+        EXPECT_TRUE(opened.ok()) << opened.status().ToString();
+      } else {
+        EXPECT_EQ(opened.status().code(), Code::kNotSupported) << opened.status().ToString();
+      }
+    }
+  }
+}
+
 TEST(RwLayer, UnknownFormatVersionIsNotSupported) {
   RwDisks disks;
   ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
