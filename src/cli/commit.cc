@@ -17,9 +17,9 @@ struct CommitArgs {
 
 Status RunCommit(const CommitArgs& a) {
   OVBD_ASSIGN_OR_RETURN(auto image, image::OpenImage(a.lowers, image::UpperPaths{a.data, a.index}));
-  // As overlaybd-commit: -z overwrites the ZFile header (flags 0x1B) unless -t wraps it in a tar.
-  const bool overwrite_header = !a.output.tar;
-  return WriteLayerOutput(a.out, a.output, "commit", overwrite_header,
+  // As overlaybd-commit -z, with or without -t: the ZFile header is overwritten (flags 0x1B), so
+  // the same layer gets the same digest from both tools (golden layer1.lz4-4k-crc.zfile.tar).
+  return WriteLayerOutput(a.out, a.output, "commit", /*overwrite_zfile_header=*/true,
                           [&](WritableFile* sink, const lsmt::CommitOptions& o) { return lsmt::Commit(*image, sink, o); });
 }
 
@@ -32,8 +32,8 @@ void AddCommitCommand(CLI::App& parent, Commands* commands) {
       "Commit a writable layer (DATA + INDEX) into a read-only layer blob OUT: only the live data, "
       "in logical order, with discarded ranges kept as zeroed segments. With --lower, the given "
       "layers (bottom first) are flattened together with the RW layer into one blob. --zfile "
-      "compresses the blob (header overwritten as overlaybd-commit -z does), --tar wraps it in a "
-      "one-member tar. OUT appears only when the commit succeeded.");
+      "compresses the blob (header overwritten as overlaybd-commit -z does, also under --tar), "
+      "--tar wraps it in a one-member tar. OUT appears only when the commit succeeded.");
   AddLayerOutputFlags(cmd, &args->output, "Wrap the output in a tar (as overlaybd-commit -t)");
   cmd->add_option("--lower", args->lowers, "A layer below the RW layer (repeat, bottom first)");
   cmd->add_option("DATA", args->data, "Data file of the RW layer")->required();
