@@ -29,9 +29,6 @@ constexpr const char* kMd5Stack01 = "ca7d25ce00c72165dcb351bf308f46fa";
 constexpr const char* kMd5Layer1Alone = "6cdb4424448843d6bd5f1dfc601d1787";
 constexpr uint64_t kDeviceSize = 64 << 20;
 
-#define REQUIRE_VECTORS() \
-  if (!testing::VectorsAvailable()) GTEST_SKIP() << "golden vectors not found"
-
 CommandResult Ovbd(const std::string& args) {
   return testing::RunCommand(std::string(OVBD_BINARY) + " " + args);
 }
@@ -69,7 +66,6 @@ nlohmann::json InfoJson(const std::string& path) {
 // ---- golden vectors through cat ---------------------------------------------------------------
 
 TEST(CliVectors, Layer0VariantsAlone) {
-  REQUIRE_VECTORS();
   TempDir dir;
   for (const char* name : {"layer0.lsmt", "layer0.lz4-4k-crc.zfile", "layer0.zstd-4k-crc.zfile",
                            "layer0.lz4-64k-crc.zfile", "layer0.lz4-4k-nocrc.zfile",
@@ -79,7 +75,6 @@ TEST(CliVectors, Layer0VariantsAlone) {
 }
 
 TEST(CliVectors, Layer0PlusEveryLayer1Variant) {
-  REQUIRE_VECTORS();
   TempDir dir;
   for (const char* name : {"layer1.lsmt", "layer1.lz4-4k-crc.zfile", "layer1.zstd-64k-crc.zfile",
                            "layer1.lz4-4k-crc.zfile.tar", "layer1.lz4-4k-nocrc.zfile", "layer1.sealed"}) {
@@ -88,7 +83,6 @@ TEST(CliVectors, Layer0PlusEveryLayer1Variant) {
 }
 
 TEST(CliVectors, MergedAndLayer1Alone) {
-  REQUIRE_VECTORS();
   TempDir dir;
   EXPECT_EQ(CatMd5(dir, V("merged01.lz4-4k-crc.zfile")), kMd5Stack01);
   EXPECT_EQ(CatMd5(dir, V("layer1.lsmt")), kMd5Layer1Alone);
@@ -96,7 +90,6 @@ TEST(CliVectors, MergedAndLayer1Alone) {
 }
 
 TEST(CliVectors, LiveUpperOnCopies) {
-  REQUIRE_VECTORS();
   TempDir dir;
   WriteFileBytes(dir.Join("up.data"), ReadFileBytes(V("layer1.rw.data")));
   WriteFileBytes(dir.Join("up.index"), ReadFileBytes(V("layer1.rw.index")));
@@ -105,7 +98,6 @@ TEST(CliVectors, LiveUpperOnCopies) {
 }
 
 TEST(CliVectors, CatToAFile) {
-  REQUIRE_VECTORS();
   TempDir dir;
   ExpectOk("cat -q -o " + dir.Join("o") + " " + V("layer0.lsmt"));
   EXPECT_EQ(Md5OfPath(dir.Join("o")), kMd5Layer0);
@@ -116,7 +108,6 @@ TEST(CliVectors, CatToAFile) {
 }
 
 TEST(CliVectors, CatConfig) {
-  REQUIRE_VECTORS();
   TempDir dir;
   std::string json = R"({"lowers": [{"file": ")" + V("layer0.zstd-4k-crc.zfile") + R"("}, {"file": ")" +
                      V("layer1.lz4-4k-crc.zfile.tar") + R"("}], "resultFile": "result", "unknown": 1})";
@@ -125,13 +116,11 @@ TEST(CliVectors, CatConfig) {
 }
 
 TEST(CliVectors, CatOfNonLsmtZfilePrintsItsContent) {
-  REQUIRE_VECTORS();
   TempDir dir;
   EXPECT_EQ(CatMd5(dir, V("plain.lz4-4k-crc.zfile")), Md5OfPath(V("plain.bin")));
 }
 
 TEST(CliVectors, DecompressEveryZfile) {
-  REQUIRE_VECTORS();
   TempDir dir;
   const std::map<std::string, std::string> expected = {
       {"layer0.lz4-4k-crc.zfile", "f7e821df2c985f4926647452e2b9ab8d"},
@@ -159,7 +148,6 @@ TEST(CliVectors, DecompressEveryZfile) {
 }
 
 TEST(CliVectors, VerifyAndCheckEveryVector) {
-  REQUIRE_VECTORS();
   std::string all;
   for (const char* name : {"layer0.lsmt", "layer0.lz4-4k-crc.zfile", "layer0.zstd-16k-nocrc-hdrovw.zfile",
                            "layer1.lz4-4k-crc.zfile.tar", "layer1.sealed", "merged01.lz4-4k-crc.zfile",
@@ -175,7 +163,6 @@ TEST(CliVectors, VerifyAndCheckEveryVector) {
 }
 
 TEST(CliVectors, InfoJsonOfEveryKind) {
-  REQUIRE_VECTORS();
   auto tar = InfoJson(V("layer1.lz4-4k-crc.zfile.tar"));
   EXPECT_EQ(tar["format"], "lsmt-ro");
   EXPECT_EQ(tar["tar"], true);
@@ -215,7 +202,6 @@ TEST(CliVectors, InfoJsonOfEveryKind) {
 class CliCompat : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!testing::VectorsAvailable()) GTEST_SKIP() << "golden vectors not found";
     WriteFileBytes(dir_.Join("l1.data"), ReadFileBytes(V("layer1.rw.data")));
     WriteFileBytes(dir_.Join("l1.index"), ReadFileBytes(V("layer1.rw.index")));
   }
@@ -483,7 +469,6 @@ TEST(CliErrors, CreateRefusesExistingFiles) {
 }
 
 TEST(CliErrors, CheckNamesTheCorruptBlock) {
-  REQUIRE_VECTORS();
   TempDir dir;
   auto bytes = ReadFileBytes(V("layer0.lz4-4k-crc.zfile"));
   bytes[300000] ^= 0x40;

@@ -38,11 +38,6 @@ namespace {
 
 using Bytes = std::vector<uint8_t>;
 
-#define SKIP_WITHOUT_VECTORS()                                                      \
-  if (!testing::VectorsAvailable())                                                 \
-  GTEST_SKIP() << "golden vectors not found at " << OVBD_VECTORS_DIR                \
-               << " (set -DOVBD_VECTORS_DIR=... to the shared/vectors directory)"
-
 void PutLE(Bytes& b, uint64_t at, uint64_t v, int width) {
   for (int i = 0; i < width; i++) b[at + i] = static_cast<uint8_t>(v >> (8 * i));
 }
@@ -165,7 +160,6 @@ struct LsmtPoke {
 };
 
 TEST(LsmtCorruption, NamedHeaderAndTrailerFields) {
-  SKIP_WITHOUT_VECTORS();
   ASSERT_FALSE(Layer0Device().empty());
   const Layer0 l0;
   const uint64_t hflags = GetLE(l0.bytes, kLFlags, 4);               // 0x07
@@ -232,7 +226,6 @@ TEST(LsmtCorruption, NamedHeaderAndTrailerFields) {
 
 // user_tag entirely filled (256 bytes, no NUL) is valid: the field needs no terminator.
 TEST(LsmtCorruption, FullUserTagIsValid) {
-  SKIP_WITHOUT_VECTORS();
   const Layer0 l0;
   Bytes b = l0.bytes;
   std::fill(b.begin() + static_cast<ptrdiff_t>(l0.trailer + kLUserTag),
@@ -243,7 +236,6 @@ TEST(LsmtCorruption, FullUserTagIsValid) {
 }
 
 TEST(LsmtCorruption, Truncation) {
-  SKIP_WITHOUT_VECTORS();
   const Layer0 l0;
   const uint64_t n = l0.bytes.size();
   for (uint64_t len : {uint64_t{0}, uint64_t{1}, uint64_t{511}, uint64_t{512}, uint64_t{4095}, uint64_t{4096},
@@ -272,7 +264,6 @@ Entry MakeEntry(uint64_t offset, uint64_t length, uint64_t moffset, bool zeroed,
 }
 
 TEST(LsmtCorruption, IndexEntries) {
-  SKIP_WITHOUT_VECTORS();
   ASSERT_FALSE(Layer0Device().empty());
   const Layer0 l0;
   std::vector<Entry> real;
@@ -349,7 +340,6 @@ TEST(LsmtCorruption, IndexEntries) {
 // Every byte of the real index entries flipped: a structural break must be a named error, an
 // entry that stays well formed is undetectable (no checksums) but must not crash any read.
 TEST(LsmtCorruption, IndexByteFlipsNeverCrash) {
-  SKIP_WITHOUT_VECTORS();
   const Layer0 l0;
   const std::string name = "flipped-layer0.lsmt";
   int rejected = 0, accepted = 0;
@@ -380,7 +370,6 @@ TEST(LsmtCorruption, IndexByteFlipsNeverCrash) {
 // LSMT has no checksums: a flipped data byte is returned as is. This documents the format; the
 // test asserts the open succeeds and exactly that one device byte differs.
 TEST(LsmtCorruption, DataFlipsAreUndetectableByDesign) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& device = Layer0Device();
   ASSERT_FALSE(device.empty());
   const Layer0 l0;
@@ -443,7 +432,6 @@ struct ZPoke {
 
 // plain.lz4-4k-crc.zfile: header 0x13 (no info), metadata in the trailer, per-block CRC.
 TEST(ZFileCorruption, TrailerFieldsWithValidDigest) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z = Vector("plain.lz4-4k-crc.zfile");
   const Bytes& plain = Vector("plain.bin");
   const uint64_t t = z.size() - kZHt;
@@ -509,7 +497,6 @@ TEST(ZFileCorruption, TrailerFieldsWithValidDigest) {
 
 // layer0.lz4-4k-crc.zfile: overwritten header (0x1B) carries the metadata; the trailer is not read.
 TEST(ZFileCorruption, OverwrittenHeaderFieldsWithValidDigest) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z = Vector("layer0.lz4-4k-crc.zfile");
   const Bytes& lsmt = Vector("layer0.lsmt");
   ASSERT_EQ(GetLE(z, kZFlags, 8), 0x1Bu);
@@ -546,7 +533,6 @@ TEST(ZFileCorruption, OverwrittenHeaderFieldsWithValidDigest) {
 // The header digest covers all 512 bytes: any changed byte without a fixed digest is rejected
 // (except turning CALC_DIGEST off, which the format allows).
 TEST(ZFileCorruption, HeaderDigestCoversEveryByte) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& plain = Vector("plain.bin");
   for (const std::string file : {"plain.lz4-4k-crc.zfile", "layer0.lz4-4k-crc.zfile"}) {
     const Bytes& z = Vector(file);
@@ -564,7 +550,6 @@ TEST(ZFileCorruption, HeaderDigestCoversEveryByte) {
 // The trailer digest is not checked by overlaybd; a stricter reader may check it. Either way a
 // poked trailer field must not lead to wrong bytes.
 TEST(ZFileCorruption, TrailerBytesWithoutDigestFix) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z = Vector("plain.lz4-4k-crc.zfile");
   const Bytes& plain = Vector("plain.bin");
   const uint64_t t = z.size() - kZHt;
@@ -577,7 +562,6 @@ TEST(ZFileCorruption, TrailerBytesWithoutDigestFix) {
 }
 
 TEST(ZFileCorruption, Truncation) {
-  SKIP_WITHOUT_VECTORS();
   for (const std::string file : {"plain.lz4-4k-crc.zfile", "layer0.lz4-4k-crc.zfile", "layer0.lz4-4k-nocrc.zfile"}) {
     const Bytes& z = Vector(file);
     const uint64_t n = z.size();
@@ -594,7 +578,6 @@ TEST(ZFileCorruption, Truncation) {
 
 // With CALC_DIGEST the jump table is covered by index_crc: every flipped byte is rejected.
 TEST(ZFileCorruption, JumpTableFlipsAreRejected) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z = Vector("plain.lz4-4k-crc.zfile");
   const uint64_t t = z.size() - kZHt;
   const uint64_t io = GetLE(z, t + kZIndexOffset, 8);
@@ -609,7 +592,6 @@ TEST(ZFileCorruption, JumpTableFlipsAreRejected) {
 // Without CALC_DIGEST (flag cleared, header digest no longer checked) the jump table is only
 // checked structurally; a changed table must still never yield wrong bytes when blocks have CRCs.
 TEST(ZFileCorruption, JumpTableFlipsWithoutDigestNeverReturnWrongBytes) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z0 = Vector("plain.lz4-4k-crc.zfile");
   const Bytes& plain = Vector("plain.bin");
   Bytes z = z0;
@@ -638,7 +620,6 @@ std::vector<uint64_t> JumpTableOffsets(const Bytes& z, uint64_t io, uint64_t cou
 
 // With per-block CRC every flipped data byte is detected on read, and the error names the block.
 TEST(ZFileCorruption, DataFlipsWithCrcNameTheBlock) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& plain = Vector("plain.bin");
   for (const std::string file : {"plain.lz4-4k-crc.zfile", "plain.zstd-8k-crc.zfile"}) {
     const Bytes& z = Vector(file);
@@ -675,7 +656,6 @@ TEST(ZFileCorruption, DataFlipsWithCrcNameTheBlock) {
 // Without per-block CRC a flipped data byte may decompress to different bytes: the format cannot
 // detect it. Assert only that nothing crashes and that a decompression failure is an error.
 TEST(ZFileCorruption, DataFlipsWithoutCrcNeverCrash) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z = Vector("layer0.lz4-4k-nocrc.zfile");
   const Bytes& lsmt = Vector("layer0.lsmt");
   const uint64_t t = z.size() - kZHt;
@@ -727,7 +707,6 @@ class SparseFile : public ReadableFile {
 };
 
 TEST(CapsTest, LsmtRoIndexSizeAboveCapFailsBeforeAllocating) {
-  SKIP_WITHOUT_VECTORS();
   const Layer0 l0;
   Bytes header(l0.bytes.begin(), l0.bytes.begin() + kHt);
   Bytes trailer(l0.bytes.begin() + static_cast<ptrdiff_t>(l0.trailer), l0.bytes.end());
@@ -748,7 +727,6 @@ TEST(CapsTest, LsmtRoIndexSizeAboveCapFailsBeforeAllocating) {
 }
 
 TEST(CapsTest, ZFileIndexSizeAboveCapFailsBeforeAllocating) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& z = Vector("plain.lz4-4k-crc.zfile");
   Bytes header(z.begin(), z.begin() + kZHt);
   Bytes trailer(z.end() - kZHt, z.end());
@@ -862,7 +840,6 @@ TEST(CapsTest, RwIndexAbove128MRecordsFailsBeforeReplaying) {
 // ================================ RW index records ================================================
 
 TEST(RwCorruption, IndexRecords) {
-  SKIP_WITHOUT_VECTORS();
   const Bytes& data = Vector("layer1.rw.data");
   const Bytes& index = Vector("layer1.rw.index");
   ASSERT_EQ(index.size(), 4096u + 16 * 16);

@@ -1,6 +1,6 @@
 // Golden vectors through the library only (image::Unwrap, image::OpenImage, lsmt::OpenImage,
 // lsmt::OpenRwLayer, zfile::Open): every vector made by the reference overlaybd tools must read
-// back to the digests in ../shared/vectors/MANIFEST.md.
+// back to the digests in tests/golden/MANIFEST.md.
 //
 // Vectors are opened read-only in place; the live RW pair is copied to a TempDir (or to memory)
 // first because opening it read-write must never touch /work/shared.
@@ -49,11 +49,6 @@ const std::vector<std::string> kLayer1Variants = {
     "layer1.lz4-4k-nocrc.zfile",
     "layer1.sealed",
 };
-
-#define SKIP_WITHOUT_VECTORS()                                                      \
-  if (!testing::VectorsAvailable())                                                 \
-  GTEST_SKIP() << "golden vectors not found at " << OVBD_VECTORS_DIR                \
-               << " (set -DOVBD_VECTORS_DIR=... to the shared/vectors directory)"
 
 // Opens a vector read-only and strips tar/ZFile wrapping; fails the test on error.
 std::shared_ptr<const ReadableFile> OpenLayer(const std::string& name, image::Unwrapped* out = nullptr) {
@@ -125,7 +120,6 @@ void ExpectDeviceSha256(const ReadableFile& dev, const std::string& md5, const s
 // ---- unwrapping facts -------------------------------------------------------------------------
 
 TEST(GoldenLibrary, UnwrapDetectsEachWrapping) {
-  SKIP_WITHOUT_VECTORS();
   image::Unwrapped u;
   ASSERT_TRUE(OpenLayer("layer0.lsmt", &u));
   EXPECT_FALSE(u.tar);
@@ -153,7 +147,6 @@ TEST(GoldenLibrary, UnwrapDetectsEachWrapping) {
 // ---- layer0 alone ----------------------------------------------------------------------------
 
 TEST(GoldenLibrary, EveryLayer0VariantAlone) {
-  SKIP_WITHOUT_VECTORS();
   for (const auto& name : kLayer0Variants) {
     SCOPED_TRACE(name);
     auto image = Stack({name});
@@ -163,7 +156,6 @@ TEST(GoldenLibrary, EveryLayer0VariantAlone) {
 }
 
 TEST(GoldenLibrary, Layer0Sha256) {
-  SKIP_WITHOUT_VECTORS();
   auto image = Stack({"layer0.zstd-4k-crc.zfile"});
   ASSERT_TRUE(image);
   ASSERT_NO_FATAL_FAILURE(ExpectDeviceSha256(*image, kLayer0Md5, kLayer0Sha256));
@@ -172,7 +164,6 @@ TEST(GoldenLibrary, Layer0Sha256) {
 // ---- layer0 + layer1 -------------------------------------------------------------------------
 
 TEST(GoldenLibrary, Layer0PlusEveryLayer1Variant) {
-  SKIP_WITHOUT_VECTORS();
   for (const auto& name : kLayer1Variants) {
     SCOPED_TRACE(name);
     auto image = Stack({"layer0.lsmt", name});
@@ -183,7 +174,6 @@ TEST(GoldenLibrary, Layer0PlusEveryLayer1Variant) {
 }
 
 TEST(GoldenLibrary, MixedVariantsStack) {
-  SKIP_WITHOUT_VECTORS();
   const std::vector<std::pair<std::string, std::string>> pairs = {
       {"layer0.zstd-16k-nocrc-hdrovw.zfile", "layer1.zstd-64k-crc.zfile"},
       {"layer0.lz4-64k-crc.zfile", "layer1.lz4-4k-crc.zfile.tar"},
@@ -200,21 +190,18 @@ TEST(GoldenLibrary, MixedVariantsStack) {
 }
 
 TEST(GoldenLibrary, StackSha256) {
-  SKIP_WITHOUT_VECTORS();
   auto image = Stack({"layer0.zstd-4k-crc.zfile", "layer1.lz4-4k-crc.zfile.tar"});
   ASSERT_TRUE(image);
   ASSERT_NO_FATAL_FAILURE(ExpectDeviceSha256(*image, kStackMd5, kStackSha256));
 }
 
 TEST(GoldenLibrary, Merged01Alone) {
-  SKIP_WITHOUT_VECTORS();
   auto image = Stack({"merged01.lz4-4k-crc.zfile"});
   ASSERT_TRUE(image);
   ASSERT_NO_FATAL_FAILURE(ExpectDevice(*image, kStackMd5));
 }
 
 TEST(GoldenLibrary, Merged01DecompressedBlob) {
-  SKIP_WITHOUT_VECTORS();
   auto blob = OpenLayer("merged01.lz4-4k-crc.zfile");
   ASSERT_TRUE(blob);
   EXPECT_EQ(Md5OfFile(*blob), "60386e6b036a4d25008fd5eed2bb0b11");
@@ -225,7 +212,6 @@ TEST(GoldenLibrary, Merged01DecompressedBlob) {
 }
 
 TEST(GoldenLibrary, Layer1AloneOnNothing) {
-  SKIP_WITHOUT_VECTORS();
   for (const std::string name : {"layer1.lsmt", "layer1.lz4-4k-crc.zfile.tar", "layer1.sealed"}) {
     SCOPED_TRACE(name);
     auto image = Stack({name});
@@ -239,7 +225,6 @@ TEST(GoldenLibrary, Layer1AloneOnNothing) {
 
 // Layer order matters: layer1 below layer0 is a different device (and must not crash).
 TEST(GoldenLibrary, ReversedOrderIsADifferentDevice) {
-  SKIP_WITHOUT_VECTORS();
   auto image = Stack({"layer1.lsmt", "layer0.lsmt"});
   ASSERT_TRUE(image);
   auto all = ReadAll(*image);
@@ -257,7 +242,6 @@ TEST(GoldenLibrary, ReversedOrderIsADifferentDevice) {
 // ---- the live RW pair --------------------------------------------------------------------------
 
 TEST(GoldenLibrary, LiveRwPairOnLayer0ThroughImageOpen) {
-  SKIP_WITHOUT_VECTORS();
   testing::TempDir dir;
   const std::string data = dir.Join("layer1.rw.data");
   const std::string index = dir.Join("layer1.rw.index");
@@ -291,7 +275,6 @@ std::unique_ptr<lsmt::RwLayer> OpenRwCopyInMemory() {
 }
 
 TEST(GoldenLibrary, LiveRwPairInMemory) {
-  SKIP_WITHOUT_VECTORS();
   auto rw = OpenRwCopyInMemory();
   ASSERT_TRUE(rw);
   EXPECT_EQ(rw->VirtualSize(), kVirtualSize);
@@ -320,7 +303,6 @@ TEST(GoldenLibrary, LiveRwPairInMemory) {
 }
 
 TEST(GoldenLibrary, LiveRwPairAloneEqualsLayer1Alone) {
-  SKIP_WITHOUT_VECTORS();
   auto rw = OpenRwCopyInMemory();
   ASSERT_TRUE(rw);
   auto image = lsmt::OpenImage({}, std::move(rw));
@@ -337,7 +319,6 @@ struct ZFileCase {
 };
 
 TEST(GoldenLibrary, EveryZFileDecompressesToItsSource) {
-  SKIP_WITHOUT_VECTORS();
   const std::vector<ZFileCase> cases = {
       {"layer0.lz4-4k-crc.zfile", "f7e821df2c985f4926647452e2b9ab8d", 2016256},
       {"layer0.zstd-4k-crc.zfile", "f7e821df2c985f4926647452e2b9ab8d", 2016256},
@@ -368,7 +349,6 @@ TEST(GoldenLibrary, EveryZFileDecompressesToItsSource) {
 }
 
 TEST(GoldenLibrary, TarWrappedZFileDecompresses) {
-  SKIP_WITHOUT_VECTORS();
   image::Unwrapped u;
   auto content = OpenLayer("layer1.lz4-4k-crc.zfile.tar", &u);
   ASSERT_TRUE(content);
@@ -376,7 +356,6 @@ TEST(GoldenLibrary, TarWrappedZFileDecompresses) {
 }
 
 TEST(GoldenLibrary, PlainZFileMatchesPlainBin) {
-  SKIP_WITHOUT_VECTORS();
   auto plain = OpenReadableFile(VectorPath("plain.bin"));
   ASSERT_TRUE(plain.ok());
   EXPECT_EQ(Md5OfFile(**plain), "e531f6e154d34b9c6f65149d3b961bc9");
@@ -401,7 +380,6 @@ TEST(GoldenLibrary, PlainZFileMatchesPlainBin) {
 // A plain (non-LSMT) zfile unwraps to raw content that image::OpenImage refuses as a layer.
 // A ZFile of a plain file is not an LSMT layer; stacked, it serves its content as a raw lower.
 TEST(GoldenLibrary, PlainZFileIsNotALayerButStacksAsRawContent) {
-  SKIP_WITHOUT_VECTORS();
   auto file = OpenReadableFile(VectorPath("plain.lz4-4k-crc.zfile"));
   ASSERT_TRUE(file.ok());
   auto u = image::Unwrap(std::shared_ptr<const ReadableFile>(std::move(file).value()));

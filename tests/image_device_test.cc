@@ -17,9 +17,6 @@ namespace {
 using testing::ReadFileBytes;
 using testing::VectorPath;
 
-#define REQUIRE_VECTORS() \
-  if (!testing::VectorsAvailable()) GTEST_SKIP() << "golden vectors not found"
-
 std::unique_ptr<lsmt::RwLayer> MemUpper(uint64_t size) {
   lsmt::CreateOptions options;
   options.virtual_size = size;
@@ -63,7 +60,6 @@ void CheckExtents(BlockDevice& dev, const std::vector<uint8_t>& model, uint64_t 
 }
 
 TEST(ImageDeviceTest, ReadOnlyStackRefusesWritesAndReadsGoldenContent) {
-  REQUIRE_VECTORS();
   auto img = image::OpenImage({VectorPath("layer0.lsmt"), VectorPath("layer1.lz4-4k-crc.zfile.tar")}, std::nullopt);
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   auto dev = NewImageDevice(std::shared_ptr<lsmt::Image>(std::move(img).value()));
@@ -81,7 +77,6 @@ TEST(ImageDeviceTest, ReadOnlyStackRefusesWritesAndReadsGoldenContent) {
 }
 
 TEST(ImageDeviceTest, ReadOnlyOptionWinsOverAnUpper) {
-  REQUIRE_VECTORS();
   auto dev = NewImageDevice(Layer0WithUpper(), ImageDeviceOptions{true});
   EXPECT_FALSE(dev->Capabilities().writable);
   std::vector<uint8_t> one(512, 1);
@@ -90,7 +85,6 @@ TEST(ImageDeviceTest, ReadOnlyOptionWinsOverAnUpper) {
 
 // Random unaligned writes, trims, zeroes (with and without holes) and flushes against a model.
 TEST(ImageDeviceTest, RandomOperationsMatchAFlatModel) {
-  REQUIRE_VECTORS();
   auto dev = NewImageDevice(Layer0WithUpper());
   ASSERT_TRUE(dev->Capabilities().writable);
   std::vector<uint8_t> model = ReadAll(*dev);
@@ -130,7 +124,6 @@ TEST(ImageDeviceTest, RandomOperationsMatchAFlatModel) {
 
 // FirstExtents(k) is the first k runs of Extents, whatever the window edges it walked.
 TEST(ImageDeviceTest, FirstExtentsIsAPrefixOfExtents) {
-  REQUIRE_VECTORS();
   auto img = image::OpenImage({VectorPath("layer0.lsmt"), VectorPath("layer1.lsmt")}, std::nullopt);
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   auto dev = NewImageDevice(std::shared_ptr<lsmt::Image>(std::move(img).value()));
@@ -149,7 +142,6 @@ TEST(ImageDeviceTest, FirstExtentsIsAPrefixOfExtents) {
 }
 
 TEST(ImageDeviceTest, ZeroedRangesAreHolesAndNoHoleZeroesAreData) {
-  REQUIRE_VECTORS();
   auto dev = NewImageDevice(Layer0WithUpper());
   ASSERT_TRUE(dev->Zero(0, 1 << 20, false, true).ok());
   ASSERT_TRUE(dev->Zero(1 << 20, 1 << 20, false, false).ok());
@@ -161,7 +153,6 @@ TEST(ImageDeviceTest, ZeroedRangesAreHolesAndNoHoleZeroesAreData) {
 }
 
 TEST(ImageDeviceTest, RawZfileLowerUnderAWritableUpper) {
-  REQUIRE_VECTORS();
   auto zfile = image::OpenLayerPath(VectorPath("plain.zstd-8k-crc.zfile"));
   ASSERT_TRUE(zfile.ok()) << zfile.status().ToString();
   ASSERT_FALSE(zfile->is_lsmt);

@@ -27,9 +27,6 @@ constexpr const char* kMd5Layer1Lsmt = "c97baf54c04ec670de6922f140457e9a";
 constexpr const char* kMd5Layer1Zfile = "25b86833f80c97c4619d4aab7d2d98ac";
 constexpr const char* kMd5Plain = "e531f6e154d34b9c6f65149d3b961bc9";
 
-#define REQUIRE_VECTORS() \
-  if (!testing::VectorsAvailable()) GTEST_SKIP() << "golden vectors not found"
-
 std::shared_ptr<const ReadableFile> OpenVector(const std::string& name) {
   auto file = OpenReadableFile(VectorPath(name));
   EXPECT_TRUE(file.ok()) << file.status().ToString();
@@ -70,7 +67,6 @@ std::vector<uint8_t> Wrap(std::span<const uint8_t> payload) {
 // ---- tar ------------------------------------------------------------------------------------
 
 TEST(TarTest, DetectsOnlyTheTarVector) {
-  REQUIRE_VECTORS();
   EXPECT_TRUE(*tar::IsTar(*OpenVector("layer1.lz4-4k-crc.zfile.tar")));
   EXPECT_FALSE(*tar::IsTar(*OpenVector("layer1.lz4-4k-crc.zfile")));
   EXPECT_FALSE(*tar::IsTar(*OpenVector("layer0.lsmt")));
@@ -78,7 +74,6 @@ TEST(TarTest, DetectsOnlyTheTarVector) {
 }
 
 TEST(TarTest, PayloadOfTheVectorIsTheZfile) {
-  REQUIRE_VECTORS();
   auto payload = tar::OpenPayload(OpenVector("layer1.lz4-4k-crc.zfile.tar"));
   ASSERT_TRUE(payload.ok()) << payload.status().ToString();
   EXPECT_EQ((*payload)->Size(), 761562u);
@@ -86,7 +81,6 @@ TEST(TarTest, PayloadOfTheVectorIsTheZfile) {
 }
 
 TEST(TarTest, WrappingIsByteIdenticalToOverlaybd) {
-  REQUIRE_VECTORS();
   auto payload = ReadFileBytes(VectorPath("layer1.lz4-4k-crc.zfile"));
   auto expected = ReadFileBytes(VectorPath("layer1.lz4-4k-crc.zfile.tar"));
   auto wrapped = Wrap(payload);
@@ -165,7 +159,6 @@ TEST(TarTest, PlainUstarWithoutPax) {
 // ---- Unwrap -----------------------------------------------------------------------------------
 
 TEST(UnwrapTest, TarZfileLsmt) {
-  REQUIRE_VECTORS();
   auto u = image::Unwrap(OpenVector("layer1.lz4-4k-crc.zfile.tar"));
   ASSERT_TRUE(u.ok()) << u.status().ToString();
   EXPECT_TRUE(u->tar);
@@ -176,7 +169,6 @@ TEST(UnwrapTest, TarZfileLsmt) {
 }
 
 TEST(UnwrapTest, ZfileLsmt) {
-  REQUIRE_VECTORS();
   auto u = image::Unwrap(OpenVector("layer1.zstd-64k-crc.zfile"));
   ASSERT_TRUE(u.ok()) << u.status().ToString();
   EXPECT_FALSE(u->tar);
@@ -187,7 +179,6 @@ TEST(UnwrapTest, ZfileLsmt) {
 }
 
 TEST(UnwrapTest, PlainLsmt) {
-  REQUIRE_VECTORS();
   auto u = image::Unwrap(OpenVector("layer0.lsmt"));
   ASSERT_TRUE(u.ok()) << u.status().ToString();
   EXPECT_FALSE(u->tar);
@@ -197,7 +188,6 @@ TEST(UnwrapTest, PlainLsmt) {
 }
 
 TEST(UnwrapTest, ZfileOfRawContent) {
-  REQUIRE_VECTORS();
   auto u = image::Unwrap(OpenVector("plain.zstd-8k-crc.zfile"));
   ASSERT_TRUE(u.ok()) << u.status().ToString();
   EXPECT_TRUE(u->zfile.has_value());
@@ -206,14 +196,12 @@ TEST(UnwrapTest, ZfileOfRawContent) {
 }
 
 TEST(UnwrapTest, RawFile) {
-  REQUIRE_VECTORS();
   auto u = image::Unwrap(OpenVector("plain.bin"));
   ASSERT_TRUE(u.ok()) << u.status().ToString();
   EXPECT_FALSE(u->tar || u->zfile.has_value() || u->is_lsmt);
 }
 
 TEST(OpenLayerPathTest, LengthSuffixSelectsAPrefix) {
-  REQUIRE_VECTORS();
   TempDir dir;
   auto bytes = ReadFileBytes(VectorPath("layer0.lsmt"));
   size_t layer_size = bytes.size();
@@ -373,7 +361,6 @@ TEST(ImageConfigTest, WriteResult) {
 // ---- OpenImage -------------------------------------------------------------------------------
 
 TEST(OpenImageTest, StacksMixedVariants) {
-  REQUIRE_VECTORS();
   auto img = image::OpenImage({VectorPath("layer0.zstd-4k-crc.zfile"), VectorPath("layer1.lz4-4k-crc.zfile.tar")},
                               std::nullopt);
   ASSERT_TRUE(img.ok()) << img.status().ToString();
@@ -382,14 +369,12 @@ TEST(OpenImageTest, StacksMixedVariants) {
 }
 
 TEST(OpenImageTest, SingleLayer) {
-  REQUIRE_VECTORS();
   auto img = image::OpenImage({VectorPath("layer0.lsmt")}, std::nullopt);
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   EXPECT_EQ(testing::Md5OfFile(**img), kMd5Layer0);
 }
 
 TEST(OpenImageTest, UpperOnCopies) {
-  REQUIRE_VECTORS();
   TempDir dir;
   testing::WriteFileBytes(dir.Join("up.data"), ReadFileBytes(VectorPath("layer1.rw.data")));
   testing::WriteFileBytes(dir.Join("up.index"), ReadFileBytes(VectorPath("layer1.rw.index")));
@@ -400,7 +385,6 @@ TEST(OpenImageTest, UpperOnCopies) {
 }
 
 TEST(OpenImageTest, RawZfileLowerServesItsContent) {
-  REQUIRE_VECTORS();
   auto img = image::OpenImage({VectorPath("plain.lz4-4k-crc.zfile")}, std::nullopt);
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   const std::vector<uint8_t> plain = ReadFileBytes(VectorPath("plain.bin"));
@@ -484,7 +468,6 @@ TEST(OpenImageTest, LayerCapCountsOnlyTheReadOnlyLayers) {
 }
 
 TEST(OpenImageTest, RejectsPlainNonLsmtLowerNamingIt) {
-  REQUIRE_VECTORS();
   auto img = image::OpenImage({VectorPath("plain.bin")}, std::nullopt);
   ASSERT_FALSE(img.ok());
   EXPECT_NE(img.status().message().find("plain.bin"), std::string::npos);

@@ -31,8 +31,6 @@ TempDir::~TempDir() {
 
 std::string VectorPath(const std::string& name) { return std::string(OVBD_VECTORS_DIR) + "/" + name; }
 
-bool VectorsAvailable() { return std::filesystem::exists(VectorPath("MANIFEST.md")); }
-
 std::vector<uint8_t> ReadFileBytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   EXPECT_TRUE(in.good()) << "cannot open " << path;

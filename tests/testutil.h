@@ -24,10 +24,8 @@ class TempDir {
   std::string path_;
 };
 
-// Absolute path of a file in ../shared/vectors.
+// Absolute path of a golden vector (a file in tests/golden, made by the reference tools).
 std::string VectorPath(const std::string& name);
-// True if the golden vectors are present (tests skip with a reason otherwise).
-bool VectorsAvailable();
 
 std::vector<uint8_t> ReadFileBytes(const std::string& path);  // aborts the test on error
 void WriteFileBytes(const std::string& path, const std::vector<uint8_t>& bytes);

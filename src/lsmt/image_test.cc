@@ -13,7 +13,6 @@ using ::ovbd::testing::MakeData;
 using ::ovbd::testing::Md5OfFile;
 
 TEST(Image, Layer0Alone) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer0.lsmt")});
   ASSERT_NE(image, nullptr);
   EXPECT_EQ(image->Size(), 67108864u);
@@ -23,7 +22,6 @@ TEST(Image, Layer0Alone) {
 }
 
 TEST(Image, Layer0AndLayer1) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.lsmt")});
   ASSERT_NE(image, nullptr);
   EXPECT_EQ(Md5OfFile(*image), kMd5Layer01);
@@ -32,14 +30,12 @@ TEST(Image, Layer0AndLayer1) {
 }
 
 TEST(Image, Layer1Alone) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer1.lsmt")});
   ASSERT_NE(image, nullptr);
   EXPECT_EQ(Md5OfFile(*image), kMd5Layer1Alone);
 }
 
 TEST(Image, Layer0WithTheLiveRwLayer) {
-  OVBD_REQUIRE_VECTORS();
   RwDisks disks = Layer1RwCopy();
   auto image = MustOpenImage({Vector("layer0.lsmt")}, MustOpenRw(disks));
   ASSERT_NE(image, nullptr);
@@ -49,14 +45,12 @@ TEST(Image, Layer0WithTheLiveRwLayer) {
 }
 
 TEST(Image, Layer0WithTheSealedLayer1) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.sealed")});
   ASSERT_NE(image, nullptr);
   EXPECT_EQ(Md5OfFile(*image), kMd5Layer01);
 }
 
 TEST(Image, UnalignedReadsMatchTheFlatDevice) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer0.lsmt"), Vector("layer1.lsmt")});
   ASSERT_NE(image, nullptr);
   std::vector<uint8_t> flat(image->Size());
@@ -72,7 +66,6 @@ TEST(Image, UnalignedReadsMatchTheFlatDevice) {
 }
 
 TEST(Image, ReadsPastTheVirtualSizeAreOutOfRange) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer0.lsmt")});
   ASSERT_NE(image, nullptr);
   std::vector<uint8_t> buf(2);
@@ -83,7 +76,6 @@ TEST(Image, ReadsPastTheVirtualSizeAreOutOfRange) {
 }
 
 TEST(Image, ReadOnlyImageRefusesWrites) {
-  OVBD_REQUIRE_VECTORS();
   auto image = MustOpenImage({Vector("layer0.lsmt")});
   ASSERT_NE(image, nullptr);
   EXPECT_EQ(image->Write(0, MakeData(1, 512)).code(), Code::kNotSupported);
@@ -92,7 +84,6 @@ TEST(Image, ReadOnlyImageRefusesWrites) {
 }
 
 TEST(Image, SegmentsOfAStackCarryTopFirstTags) {
-  OVBD_REQUIRE_VECTORS();
   RwDisks disks;
   auto upper = MustCreateRw(disks, 64 << 20);
   ASSERT_TRUE(upper->Write(0, MakeData(1, 512)).ok());
@@ -109,7 +100,6 @@ TEST(Image, SegmentsOfAStackCarryTopFirstTags) {
 }
 
 TEST(Image, WritesGoToTheUpperLayerAndShadowLowers) {
-  OVBD_REQUIRE_VECTORS();
   RwDisks disks;
   auto image = MustOpenImage({Vector("layer0.lsmt")}, MustCreateRw(disks, 64 << 20));
   ASSERT_NE(image, nullptr);
@@ -129,7 +119,6 @@ TEST(Image, WritesGoToTheUpperLayerAndShadowLowers) {
 }
 
 TEST(Image, RwLayerWithoutSizeTakesTheLowerSize) {
-  OVBD_REQUIRE_VECTORS();
   RwDisks disks;
   MustCreateRw(disks, 4096);
   // Make the index header say 0 (as an RW layer created without size would).
@@ -157,7 +146,6 @@ class HintRecorder final : public ReadableFile {
 // ones of one layer merged), so remote layers can fetch them in parallel; a one-segment read
 // hints nothing; the bytes are the same either way.
 TEST(Image, MultiSegmentReadsHintTheirLowerRanges) {
-  OVBD_REQUIRE_VECTORS();
   auto l0 = std::make_shared<HintRecorder>(Vector("layer0.lsmt"));
   auto l1 = std::make_shared<HintRecorder>(Vector("layer1.lsmt"));
   auto image = MustOpenImage({l0, l1});
@@ -258,7 +246,6 @@ TEST(Image, OpenStackCapCountsOnlyTheReadOnlyLayers) {
 }
 
 TEST(Image, ABadLowerIsNamed) {
-  OVBD_REQUIRE_VECTORS();
   std::vector<uint8_t> bytes = VectorBytes("layer1.lsmt");
   bytes[bytes.size() - kHeaderSize] = 0;  // trailer magic
   auto status = OpenImage({Vector("layer0.lsmt"), NewMemReadableFile("broken.lsmt", bytes)}).status();

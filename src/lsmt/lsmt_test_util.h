@@ -29,11 +29,6 @@ inline constexpr const char* kMd5Layer1Blob = "c97baf54c04ec670de6922f140457e9a"
 inline constexpr const char* kMd5Layer0Blob = "f7e821df2c985f4926647452e2b9ab8d";
 inline constexpr const char* kMd5Merged01Blob = "60386e6b036a4d25008fd5eed2bb0b11";
 
-#define OVBD_REQUIRE_VECTORS()                                              \
-  do {                                                                      \
-    if (!::ovbd::testing::VectorsAvailable()) GTEST_SKIP() << "no vectors"; \
-  } while (0)
-
 // The bytes of a golden vector, read once per test binary.
 inline const std::vector<uint8_t>& VectorBytes(const std::string& name) {
   static std::mutex mu;

@@ -13,7 +13,6 @@ using namespace ovbd::lsmt::testing;
 constexpr uint64_t kLayer0IndexOffset = 2008064;
 
 TEST(ReadLayerInfo, Layer0Facts) {
-  OVBD_REQUIRE_VECTORS();
   auto info = ReadLayerInfo(*Vector("layer0.lsmt"));
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->header.flags, 0x07u);
@@ -36,7 +35,6 @@ TEST(ReadLayerInfo, Layer0Facts) {
 }
 
 TEST(ReadLayerInfo, Layer1ParentAndSealedFile) {
-  OVBD_REQUIRE_VECTORS();
   auto l1 = ReadLayerInfo(*Vector("layer1.lsmt"));
   ASSERT_TRUE(l1.ok()) << l1.status().ToString();
   EXPECT_EQ(l1->trailer.uuid, kU1);
@@ -61,7 +59,6 @@ TEST(ReadLayerInfo, Layer1ParentAndSealedFile) {
 }
 
 TEST(IsLsmtBlob, DetectsByContent) {
-  OVBD_REQUIRE_VECTORS();
   EXPECT_TRUE(*IsLsmtBlob(*Vector("layer0.lsmt")));
   EXPECT_TRUE(*IsLsmtBlob(*Vector("layer1.rw.data")));
   EXPECT_FALSE(*IsLsmtBlob(*Vector("plain.bin")));
@@ -73,7 +70,6 @@ TEST(IsLsmtBlob, DetectsByContent) {
 class Layer0Corruption : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!::ovbd::testing::VectorsAvailable()) GTEST_SKIP() << "no vectors";
     bytes_ = VectorBytes("layer0.lsmt");
   }
   uint64_t trailer() const { return bytes_.size() - kHeaderSize; }

@@ -55,7 +55,6 @@ struct Model {
 };
 
 TEST(RwLayer, NewHeadersMatchTheReferenceBytes) {
-  OVBD_REQUIRE_VECTORS();
   RwDisks disks;
   CreateOptions options = Opts(64 << 20, "00000000-0000-4000-8000-0000000000a1", kU0);
   auto layer = CreateRwLayer(disks.DataFile(), disks.IndexFile(), options);
@@ -358,7 +357,6 @@ TEST(RwLayer, BadIndexHeaderIsCorruption) {
 }
 
 TEST(RwLayer, OpensTheGoldenRwPairLikeTheSealedIndex) {
-  OVBD_REQUIRE_VECTORS();
   RwDisks disks = Layer1RwCopy();
   auto layer = MustOpenRw(disks);
   ASSERT_NE(layer, nullptr);

@@ -69,7 +69,6 @@ TEST_F(RegistryTest, PushThenReadBack) {
 }
 
 TEST_F(RegistryTest, MonolithicGoldenLayerAndOciReference) {
-  if (!testing::VectorsAvailable()) GTEST_SKIP() << "golden vectors missing";
   auto file = OpenReadableFile(testing::VectorPath("layer1.lz4-4k-crc.zfile.tar"));
   ASSERT_TRUE(file.ok());
   auto pushed = PushBlob(Repo(), **file, RemoteOptions{}, /*chunked=*/false, 0);

@@ -1,4 +1,4 @@
-// The golden ZFiles made by the reference tools (../shared/vectors/MANIFEST.md).
+// The golden ZFiles made by the reference tools (tests/golden/MANIFEST.md).
 #include <gtest/gtest.h>
 
 #include "ovbd/zfile.h"
@@ -11,7 +11,6 @@ namespace {
 using ovbd::testing::Md5OfFile;
 using ovbd::testing::ReadFileBytes;
 using ovbd::testing::VectorPath;
-using ovbd::testing::VectorsAvailable;
 
 constexpr const char* kLayer0Md5 = "f7e821df2c985f4926647452e2b9ab8d";
 constexpr const char* kLayer1Md5 = "c97baf54c04ec670de6922f140457e9a";
@@ -40,12 +39,7 @@ const Vector kVectors[] = {
     {"plain.zstd-8k-crc.zfile", kPlainMd5, Algorithm::kZstd, 8192, true, 0x13, 614530},
 };
 
-class ZFileVectorTest : public ::testing::TestWithParam<Vector> {
- protected:
-  void SetUp() override {
-    if (!VectorsAvailable()) GTEST_SKIP() << "golden vectors not found at " << VectorPath("");
-  }
-};
+class ZFileVectorTest : public ::testing::TestWithParam<Vector> {};
 
 TEST_P(ZFileVectorTest, DecompressesToExpectedMd5) {
   const Vector& v = GetParam();
@@ -112,12 +106,7 @@ struct Recompress {
   Options options;
 };
 
-class ZFileRecompressTest : public ::testing::TestWithParam<Recompress> {
- protected:
-  void SetUp() override {
-    if (!VectorsAvailable()) GTEST_SKIP() << "golden vectors not found";
-  }
-};
+class ZFileRecompressTest : public ::testing::TestWithParam<Recompress> {};
 
 TEST_P(ZFileRecompressTest, ZstdIsByteIdenticalToReference) {
   const Recompress& c = GetParam();
@@ -152,7 +141,6 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return info.index == 0 ? std::string("plain") : std::string("layer1_hdrovw"); });
 
 TEST(ZFileVectors, Lz4LayoutMatchesReferenceApartFromBlocks) {
-  if (!VectorsAvailable()) GTEST_SKIP() << "golden vectors not found";
   // Our header for the same options is identical to the reference's 0x13 header.
   auto in = OpenReadableFile(VectorPath("plain.bin"));
   ASSERT_TRUE(in.ok());
