@@ -34,6 +34,7 @@ inline constexpr uint32_t kMaxSegmentLength = 16383;    // sectors (8 MiB - 512 
 inline constexpr uint64_t kInvalidOffset = (1ULL << 50) - 1;  // padding entries
 inline constexpr uint64_t kMaxOffset = (1ULL << 50) - 1;      // sectors
 inline constexpr uint64_t kMaxMOffset = (1ULL << 55) - 1;     // sectors
+inline constexpr uint64_t kMaxVirtualSize = kMaxOffset * kSectorSize;  // bytes: the last sector an entry can map
 inline constexpr size_t kMaxStackLayers = 255;  // read-only layers; the upper comes on top
 inline constexpr uint64_t kMaxRoIndexSize = 1'000'000;        // entries incl. padding
 inline constexpr uint64_t kMaxRwIndexRecords = 128'000'000;

@@ -86,6 +86,12 @@ Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes) {
     return Status::NotSupported("format version " + std::to_string(ht.version) +
                                 " (only version 1 is known)");
   }
+  if (ht.virtual_size % kSectorSize != 0 || ht.virtual_size > kMaxVirtualSize) {
+    // A block device has whole sectors, and no index entry maps a sector past 2^50-1; overlaybd
+    // takes the value unchecked, but no overlaybd tool writes such a size.
+    return Status::NotSupported("virtual_size " + std::to_string(ht.virtual_size) +
+                                " is not a multiple of 512 up to " + std::to_string(kMaxVirtualSize) + " bytes");
+  }
   ht.user_tag = std::string(FieldText(bytes, kOffUserTag, kMaxUserTag));
   return ht;
 }

@@ -65,7 +65,8 @@ std::vector<uint8_t> EncodeHeaderTrailer(const HeaderTrailer& ht);
 // True when the bytes start with magic0 + magic1.
 bool HasMagic(std::span<const uint8_t> bytes);
 // Decodes a header or trailer (`bytes` must hold at least kHeaderStructSize bytes). Corruption if
-// the magic is wrong; NotSupported for a flag bit above 5 or a version other than 1. A uuid field
+// the magic is wrong; NotSupported for a flag bit above 5, a version other than 1 or a virtual_size
+// that is not a multiple of 512 up to kMaxVirtualSize (0 is valid: "no size"). A uuid field
 // whose text is not a UUID decodes as "" (the null UUID).
 Result<HeaderTrailer> DecodeHeaderTrailer(std::span<const uint8_t> bytes);
 

@@ -217,6 +217,28 @@ TEST_F(Layer0Corruption, FlagBitsBeyondTheFirstThree) {
   }
 }
 
+// lsmt.md §2: virtual_size must be a multiple of 512 up to (2^50-1)*512 bytes, in every record the
+// reader decodes (NotSupported otherwise); 0 means "no size" and is valid.
+TEST_F(Layer0Corruption, VirtualSizeMustBeWholeSectorsInRange) {
+  const std::vector<uint8_t> pristine = bytes_;
+  for (uint64_t at : {uint64_t{0}, trailer()}) {
+    for (uint64_t vsize : {uint64_t{0}, uint64_t{512}, kMaxVirtualSize, uint64_t{67108864 + 100}, uint64_t{511},
+                           kMaxVirtualSize + 512, uint64_t{1} << 63, ~uint64_t{0}}) {
+      SCOPED_TRACE((at == 0 ? "header " : "trailer ") + std::to_string(vsize));
+      bytes_ = pristine;
+      EncodeLE64(&bytes_[at + kOffVirtualSize], vsize);
+      auto info = ReadLayerInfo(*NewMemReadableFile("poked.lsmt", bytes_));
+      if (vsize % 512 == 0 && vsize <= kMaxVirtualSize) {
+        ASSERT_TRUE(info.ok()) << info.status().ToString();
+        EXPECT_EQ((at == 0 ? info->header : info->trailer).virtual_size, vsize);
+      } else {
+        EXPECT_EQ(info.status().code(), Code::kNotSupported) << info.status().ToString();
+        EXPECT_NE(info.status().message().find("virtual_size"), std::string::npos) << info.status().ToString();
+      }
+    }
+  }
+}
+
 // uuid and parent_uuid are informational (lsmt.md §2): unparsable text reads as the null UUID
 // and the blob opens.
 TEST_F(Layer0Corruption, UnparsableUuidsAreInformational) {

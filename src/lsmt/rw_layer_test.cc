@@ -487,6 +487,17 @@ TEST(RwLayer, FlagBitsBeyondTheFirstThree) {
   }
 }
 
+// The virtual_size rule of lsmt.md §2 holds when a writable layer is reopened, too.
+TEST(RwLayer, ReopenedVirtualSizeMustBeWholeSectors) {
+  for (bool index : {false, true}) {
+    RwDisks disks;
+    ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
+    EncodeLE64(&(index ? disks.index : disks.data)->bytes[kOffVirtualSize], (1 << 20) + 1);
+    auto opened = OpenRwLayer(disks.DataFile(), disks.IndexFile());
+    EXPECT_EQ(opened.status().code(), Code::kNotSupported) << index << ": " << opened.status().ToString();
+  }
+}
+
 TEST(RwLayer, UnknownFormatVersionIsNotSupported) {
   RwDisks disks;
   ASSERT_NE(MustCreateRw(disks, 1 << 20), nullptr);
