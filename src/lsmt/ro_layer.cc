@@ -34,6 +34,10 @@ Status CheckTrailer(const HeaderTrailer& t, uint64_t trailer_offset) {
     return Status::Corruption("index_size " + std::to_string(t.index_size) + " exceeds the cap of " +
                               std::to_string(kMaxRoIndexSize) + " entries");
   }
+  if (t.index_offset % kSectorSize != 0) {
+    // Data ends at a sector boundary and the index follows it; every writer aligns it.
+    return Status::Corruption("index_offset " + std::to_string(t.index_offset) + " is not a multiple of 512");
+  }
   if (t.index_offset < kHeaderSize || t.index_offset > trailer_offset ||
       t.index_size * kSegmentBytes > trailer_offset - t.index_offset) {
     return Status::Corruption("index [" + std::to_string(t.index_offset) + ", +" +

@@ -135,6 +135,14 @@ TEST_F(Layer0Corruption, IndexDoesNotFit) {
   ExpectCorruption("does not fit");
 }
 
+// lsmt.md §6 step 4: index_offset must be a multiple of 512 (the reference only writes such).
+TEST_F(Layer0Corruption, IndexOffsetNotSectorAligned) {
+  for (uint64_t delta : {uint64_t{16}, uint64_t{256}}) {
+    EncodeLE64(&bytes_[trailer() + kOffIndexOffset], kLayer0IndexOffset - 512 + delta);
+    ExpectCorruption("is not a multiple of 512");
+  }
+}
+
 TEST_F(Layer0Corruption, OverlappingEntries) {
   Segment s = GetEntry(1);
   s.offset = GetEntry(0).end() - 1;
