@@ -154,6 +154,62 @@ class FaultInjectionFile : public RandomRWFile {
   std::unique_ptr<State> state_;
 };
 
+// ---- Atomic output --------------------------------------------------------------------------
+
+// How an AtomicFile is moved into place.
+//   sync:    Commit() fdatasyncs the file before the rename and fsyncs the directory after it,
+//            so once Commit() returns, a crash leaves the complete new PATH. Without it, PATH
+//            is as durable as what `cp` writes: never torn under its final name by an error,
+//            but after a power cut it may be missing or short until the kernel has written it
+//            back. Outputs that something else will name (a config, a cache entry, an upload)
+//            are written with sync; user-facing outputs only when asked (`--sync`).
+//   replace: an existing PATH is replaced. Otherwise Create() refuses an existing PATH and
+//            Commit() one that appeared meanwhile (the move is a link(), which never replaces),
+//            both with AlreadyExists.
+//   temp_suffix: the temporary file is PATH + temp_suffix, in PATH's directory.
+struct AtomicFileOptions {
+  bool sync = true;
+  bool replace = true;
+  std::string temp_suffix = ".tmp";
+};
+
+// A file written under a temporary name and moved to PATH only by Commit(): an error or a crash
+// never leaves a half-written file named PATH. Not thread-safe; one writer.
+class AtomicFile {
+ public:
+  static Result<std::unique_ptr<AtomicFile>> Create(const std::string& path, const AtomicFileOptions& options);
+  // Over `temp_file`, already open for writing at `temp_path` (tests decorate the file).
+  static std::unique_ptr<AtomicFile> Adopt(std::string path, std::string temp_path,
+                                           std::unique_ptr<WritableFile> temp_file,
+                                           const AtomicFileOptions& options);
+  ~AtomicFile();  // unless Commit() succeeded: closes the temporary file and removes it
+
+  WritableFile* file() { return file_.get(); }
+  const std::string& path() const { return path_; }
+  // Syncs if asked, closes, moves into place (and syncs the directory if asked). After an
+  // error nothing is named PATH by this object and the temporary file goes with it.
+  Status Commit();
+
+ private:
+  AtomicFile(std::string path, std::string temp, std::unique_ptr<WritableFile> file, AtomicFileOptions options)
+      : path_(std::move(path)), temp_(std::move(temp)), file_(std::move(file)), options_(std::move(options)) {}
+  Status MoveIntoPlace();
+
+  std::string path_;
+  std::string temp_;
+  std::unique_ptr<WritableFile> file_;
+  AtomicFileOptions options_;
+  bool committed_ = false;
+};
+
+// Writes `bytes` as PATH through an AtomicFile (small files: configs, state, traces).
+Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> bytes,
+                           const AtomicFileOptions& options = {});
+// fsync of the directory that holds `path`, which makes a rename or creation in it durable.
+Status SyncParentDirectory(const std::string& path);
+// fdatasync of an existing file (opened read-only): makes what others wrote to it durable.
+Status SyncFile(const std::string& path);
+
 // ---- Helpers -------------------------------------------------------------------------------
 
 // Reads the whole file into memory (tests and small metadata only).

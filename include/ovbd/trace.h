@@ -79,8 +79,9 @@ uint32_t TraceChecksum(std::string_view bytes);
 // error message starts with the path.
 Result<Trace> LoadTrace(const std::string& path);
 
-// Writes `t` atomically: PATH.tmp is written and fsynced, then renamed over PATH. A crash leaves
-// either the old PATH or the new one (and maybe a stale PATH.tmp). InvalidArgument if `t` is not
+// Writes `t` atomically (AtomicFile, synced): PATH.tmp is written and fdatasynced, renamed over
+// PATH, and the directory fsynced. A crash leaves either the old PATH or the new one (and maybe
+// a stale PATH.tmp). InvalidArgument if `t` is not
 // valid (ValidateTrace), before anything is written.
 Status SaveTrace(const std::string& path, const Trace& t);
 

@@ -30,16 +30,11 @@ Result<std::string> ReadCapped(const std::string& path) {
   return text;
 }
 
+// Not synced: the state describes a running attach, which does not outlive a reboot.
 Status WriteAtomically(const std::string& path, const std::string& text) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) return Status::IOError("write " + temp);
-  }
-  if (::rename(temp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + temp);
-  return Status::OK();
+  AtomicFileOptions options;
+  options.sync = false;
+  return WriteFileAtomically(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, options);
 }
 
 Result<nlohmann::json> ParseJsonFile(const std::string& path) {

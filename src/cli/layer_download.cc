@@ -99,8 +99,9 @@ void Downloader::Run(unsigned delay_s) {
 Status Downloader::DownloadOne(const DownloadJob& job) {
   ::mkdir((dir_ + "/layers").c_str(), 0755);
   const std::string path = DownloadPath(dir_, job.digest);
-  const std::string tmp = path + ".tmp";
-  OVBD_ASSIGN_OR_RETURN(auto out, CreateWritableFile(tmp, /*overwrite=*/true));
+  // Synced: the file is named by its digest, and the next start trusts a file of that name.
+  OVBD_ASSIGN_OR_RETURN(auto atomic, AtomicFile::Create(path, AtomicFileOptions{}));
+  WritableFile* out = atomic->file();
   Sha256 sha;
   std::vector<uint8_t> buf(4u << 20);
   const auto start = std::chrono::steady_clock::now();
@@ -126,14 +127,11 @@ Status Downloader::DownloadOne(const DownloadJob& job) {
     std::lock_guard lock(mu_);
     if (cancel_) return Status::Unavailable("download cancelled");
   }
-  OVBD_RETURN_IF_ERROR(out->Sync());
-  OVBD_RETURN_IF_ERROR(out->Close());
   const std::string got = "sha256:" + sha.HexFinal();
-  if (got != job.digest) {
-    std::remove(tmp.c_str());
+  if (got != job.digest) {  // the temporary file goes with `atomic`
     return Status::Corruption(job.source->Name() + ": downloaded blob has digest " + got);
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + tmp);
+  OVBD_RETURN_IF_ERROR(atomic->Commit());
   auto local = OpenReadableFile(path);
   if (!local.ok()) return local.status();
   return job.target->Switch(std::shared_ptr<const ReadableFile>(std::move(local).value()));

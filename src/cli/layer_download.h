@@ -71,7 +71,7 @@ class Downloader {
   // than `rate` bytes per second (0 = unlimited).
   static std::unique_ptr<Downloader> Start(std::string cache_dir, std::vector<DownloadJob> jobs,
                                            unsigned delay_s, uint64_t rate);
-  ~Downloader();  // cancels and joins; a partial copy stays as .tmp and is redone next time
+  ~Downloader();  // cancels and joins; a partial copy (.tmp) is removed and redone next time
   DownloadStats Stats() const;
 
  private:

@@ -24,14 +24,17 @@ struct PushArgs {
   std::vector<std::string> layers;
 };
 
+// Atomic and synced: the config names the blobs, and whoever reads it next trusts it.
 Status WriteConfig(const std::string& path, const nlohmann::json& config) {
   std::string text = config.dump(2) + "\n";
-  OVBD_ASSIGN_OR_RETURN(auto out, CreateWritableFile(path, /*overwrite=*/true));
-  OVBD_RETURN_IF_ERROR(out->Append(std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size())));
-  return out->Close();
+  return WriteFileAtomically(path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
 
 Result<remote::PushResult> PushOne(const PushArgs& a, const std::string& layer, const remote::RemoteOptions& options) {
+  // The layer was perhaps written without --sync: make the local copy durable before the
+  // registry (and the config) name its digest, so a crash cannot leave a local file that differs
+  // from the blob pushed under its name.
+  OVBD_RETURN_IF_ERROR(SyncFile(layer));
   OVBD_ASSIGN_OR_RETURN(auto file, OpenReadableFile(layer));
   Progress progress("push", a.quiet || a.json);
   auto r = remote::PushBlob(a.to, *file, options, !a.monolithic, ParsedSize(a.chunk_size), progress.Callback());

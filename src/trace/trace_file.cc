@@ -1,7 +1,4 @@
 // Loading and atomically saving trace files (docs/format/trace.md §5).
-#include <cerrno>
-#include <cstdio>
-
 #include "ovbd/trace.h"
 
 namespace ovbd::trace {
@@ -20,13 +17,6 @@ Result<std::string> ReadCapped(const std::string& path) {
   return bytes;
 }
 
-Status WriteSynced(const std::string& path, const std::string& bytes) {
-  OVBD_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> out, CreateWritableFile(path, /*overwrite=*/true));
-  OVBD_RETURN_IF_ERROR(out->Append({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}));
-  OVBD_RETURN_IF_ERROR(out->Sync());
-  return out->Close();
-}
-
 }  // namespace
 
 Result<Trace> LoadTrace(const std::string& path) {
@@ -39,13 +29,9 @@ Result<Trace> LoadTrace(const std::string& path) {
 Status SaveTrace(const std::string& path, const Trace& t) {
   Status valid = ValidateTrace(t);
   if (!valid.ok()) return valid.WithContext(path);
-  const std::string temp = path + ".tmp";
-  Status s = WriteSynced(temp, EncodeTrace(t));
-  if (s.ok() && std::rename(temp.c_str(), path.c_str()) != 0) {
-    s = Status::FromErrno(errno, "rename " + temp + " -> " + path);
-  }
-  if (!s.ok()) std::remove(temp.c_str());
-  return s;
+  // Synced: a configuration names the trace, and the next start replays it.
+  const std::string text = EncodeTrace(t);
+  return WriteFileAtomically(path, {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
 }
 
 }  // namespace ovbd::trace
