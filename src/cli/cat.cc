@@ -15,6 +15,7 @@ struct CatArgs {
   std::string out = "-";
   ImageArgs image;
   bool force = false;
+  bool sync = false;
   bool quiet = false;
 };
 
@@ -46,7 +47,9 @@ Result<Source> OpenSource(const CatArgs& a) {
 Status RunCat(const CatArgs& a) {
   OVBD_ASSIGN_OR_RETURN(Source source, OpenSource(a));
   Progress progress("cat", a.quiet || a.out == "-");
-  return WriteOutput(a.out, a.force, ChainOptions{}, [&](WritableFile* sink) {
+  ChainOptions chain;
+  chain.sync = a.sync;
+  return WriteOutput(a.out, a.force, chain, [&](WritableFile* sink) {
     return ParallelCopy(*source.file, sink, 0, progress.Callback());
   });
 }
@@ -66,6 +69,7 @@ void AddCatCommand(CLI::App& parent, Commands* commands) {
   args->image.report_result = false;
   AddImageArgs(cmd, &args->image, /*serving=*/false);
   cmd->add_flag("-f,--force", args->force, "Overwrite OUT if it is an existing regular file");
+  AddSync(cmd, &args->sync);
   AddQuiet(cmd, &args->quiet);
   cmd->footer("\nExamples:\n  ovbd cat -o disk.img layer0.zfile layer1.zfile.tar\n"
               "  ovbd cat --upper up.data up.index layer0.zfile | md5sum\n"

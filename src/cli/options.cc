@@ -84,11 +84,19 @@ void AddQuiet(CLI::App* cmd, bool* quiet) {
   cmd->add_flag("-q,--quiet", *quiet, "No progress display (it is shown only when stderr is a terminal)");
 }
 
+void AddSync(CLI::App* cmd, bool* sync) {
+  cmd->add_flag("--sync", *sync,
+                "Make the output durable before exiting (fdatasync, rename, fsync of the directory). "
+                "Default: written through the page cache like cp; an error never leaves a partial "
+                "output, but a power cut soon after may");
+}
+
 void AddLayerOutputFlags(CLI::App* cmd, LayerOutputFlags* flags, const std::string& tar_help) {
   AddCommitFlags(cmd, &flags->commit, /*with_parent=*/true);
   AddZfileOptions(cmd, &flags->zfile, /*with_switch=*/true);
   cmd->add_flag("--tar", flags->tar, tar_help);
   cmd->add_flag("-f,--force", flags->force, "Overwrite the output if it exists");
+  AddSync(cmd, &flags->sync);
   AddQuiet(cmd, &flags->quiet);
 }
 
@@ -97,6 +105,7 @@ Status WriteLayerOutput(const std::string& out, const LayerOutputFlags& flags, c
                         const std::function<Status(WritableFile*, const lsmt::CommitOptions&)>& produce) {
   ChainOptions chain;
   chain.tar = flags.tar;
+  chain.sync = flags.sync;
   if (flags.zfile.enabled) {
     chain.zfile = ToZfileOptions(flags.zfile);
     chain.zfile->overwrite_header = overwrite_zfile_header;

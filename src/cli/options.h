@@ -44,14 +44,17 @@ lsmt::CommitOptions ToCommitOptions(const CommitFlags& flags);
 
 // -q/--quiet.
 void AddQuiet(CLI::App* cmd, bool* quiet);
+// --sync: the output is fdatasynced (and its directory fsynced) before the command exits.
+void AddSync(CLI::App* cmd, bool* sync);
 
 // What every command that writes a layer blob (commit, merge, import) takes: -m/--uuid/
-// --parent-uuid, --zfile and its options, --tar, -f/--force, -q.
+// --parent-uuid, --zfile and its options, --tar, -f/--force, --sync, -q.
 struct LayerOutputFlags {
   CommitFlags commit;
   ZfileFlags zfile;
   bool tar = false;
   bool force = false;
+  bool sync = false;
   bool quiet = false;
 };
 void AddLayerOutputFlags(CLI::App* cmd, LayerOutputFlags* flags, const std::string& tar_help);

@@ -4,8 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
 
 #include "ovbd/tar.h"
 
@@ -43,52 +41,36 @@ std::unique_ptr<WritableFile> NewBuilderWriter(std::unique_ptr<zfile::Builder> b
   return std::make_unique<BuilderWriter>(std::move(builder), std::move(name));
 }
 
-Result<std::unique_ptr<OutputFile>> OutputFile::Create(const std::string& path, bool force) {
+Result<std::unique_ptr<OutputFile>> OutputFile::Create(const std::string& path, bool force, bool sync) {
   struct stat st{};
   bool exists = path != "-" && ::stat(path.c_str(), &st) == 0;
   if (path == "-" || (exists && !S_ISREG(st.st_mode))) {
     OVBD_ASSIGN_OR_RETURN(auto file, CreateWritableFile(path, /*overwrite=*/true));
-    return std::unique_ptr<OutputFile>(new OutputFile(path, "", force, std::move(file)));
+    return std::unique_ptr<OutputFile>(new OutputFile(nullptr, std::move(file), sync));
   }
   if (exists && !force) return Status::AlreadyExists(path + ": already exists (use -f to overwrite)");
-  std::string temp = path + ".ovbd-tmp." + std::to_string(::getpid());
-  OVBD_ASSIGN_OR_RETURN(auto file, CreateWritableFile(temp, /*overwrite=*/true));
-  return std::unique_ptr<OutputFile>(new OutputFile(path, temp, force, std::move(file)));
-}
-
-OutputFile::~OutputFile() {
-  if (finished_ || temp_.empty()) return;
-  if (file_) (void)file_->Close();
-  ::unlink(temp_.c_str());
+  AtomicFileOptions options;
+  options.sync = sync;
+  options.replace = force;
+  options.temp_suffix = ".ovbd-tmp." + std::to_string(::getpid());
+  OVBD_ASSIGN_OR_RETURN(auto file, AtomicFile::Create(path, options));
+  return std::unique_ptr<OutputFile>(new OutputFile(std::move(file), nullptr, sync));
 }
 
 Status OutputFile::Finish() {
-  if (!temp_.empty()) OVBD_RETURN_IF_ERROR(file_->Sync());
-  OVBD_RETURN_IF_ERROR(file_->Close());
-  if (!temp_.empty()) OVBD_RETURN_IF_ERROR(MoveIntoPlace());
-  finished_ = true;
-  return Status::OK();
-}
-
-Status OutputFile::MoveIntoPlace() {
-  if (!force_) {
-    // link() fails if OUT appeared meanwhile: never replace a file the user did not give up.
-    if (::link(temp_.c_str(), path_.c_str()) == 0) {
-      ::unlink(temp_.c_str());
-      return Status::OK();
-    }
-    if (errno == EEXIST) return Status::AlreadyExists(path_ + ": already exists (use -f to overwrite)");
+  if (!atomic_) {
+    if (sync_) OVBD_RETURN_IF_ERROR(in_place_->Sync());
+    return in_place_->Close();
   }
-  if (::rename(temp_.c_str(), path_.c_str()) != 0) {
-    return Status::FromErrno(errno, "rename " + temp_ + " -> " + path_);
-  }
-  return Status::OK();
+  Status s = atomic_->Commit();
+  if (s.code() == Code::kAlreadyExists) return Status::AlreadyExists(s.message() + " (use -f to overwrite)");
+  return s;
 }
 
 Result<std::unique_ptr<OutputChain>> OutputChain::Open(const std::string& path, bool force,
                                                        const ChainOptions& options) {
   auto chain = std::make_unique<OutputChain>();
-  OVBD_ASSIGN_OR_RETURN(chain->file_, OutputFile::Create(path, force));
+  OVBD_ASSIGN_OR_RETURN(chain->file_, OutputFile::Create(path, force, options.sync));
   if (options.tar) {
     OVBD_ASSIGN_OR_RETURN(chain->tar_, tar::NewWrappingWriter(chain->file_->file()));
   }

@@ -1,11 +1,16 @@
 // Where a subcommand's output goes.
 //
-//   OUT (renamed into place by Finish) <- [tar wrapper] <- [ZFile builder] <- producer
+//   OUT (moved into place by Finish) <- [tar wrapper] <- [ZFile builder] <- producer
 //
-// A regular output file is written as "OUT.ovbd-tmp.<pid>" and only renamed to OUT when
+// A regular output file is an AtomicFile "OUT.ovbd-tmp.<pid>", moved to OUT only when
 // everything succeeded, so a failed command never leaves a half file named OUT; an existing OUT
 // is refused unless `force`. "-" is standard output; an existing non-regular file (a device,
 // /dev/null, a FIFO) is written in place.
+//
+// Durability (`sync`, the --sync flag): off by default, as for cp, qemu-img convert and the
+// overlaybd tools: OUT is complete when the command returns, and on disk once the kernel has
+// written it back. With sync, Finish() fdatasyncs the file, renames it and fsyncs the directory,
+// so OUT survives a crash from the moment the command exits.
 #pragma once
 
 #include <functional>
@@ -21,27 +26,25 @@ namespace ovbd::cli {
 
 class OutputFile {
  public:
-  static Result<std::unique_ptr<OutputFile>> Create(const std::string& path, bool force);
-  ~OutputFile();  // removes the temporary file unless Finish() succeeded
+  static Result<std::unique_ptr<OutputFile>> Create(const std::string& path, bool force, bool sync);
+  ~OutputFile() = default;  // an unfinished regular output is removed (AtomicFile)
 
-  WritableFile* file() { return file_.get(); }
-  // Syncs and closes the file and moves it into place.
+  WritableFile* file() { return atomic_ ? atomic_->file() : in_place_.get(); }
+  // Syncs (if asked), closes and moves the file into place.
   Status Finish();
 
  private:
-  OutputFile(std::string path, std::string temp, bool force, std::unique_ptr<WritableFile> file)
-      : path_(std::move(path)), temp_(std::move(temp)), force_(force), file_(std::move(file)) {}
-  Status MoveIntoPlace();
+  OutputFile(std::unique_ptr<AtomicFile> atomic, std::unique_ptr<WritableFile> in_place, bool sync)
+      : atomic_(std::move(atomic)), in_place_(std::move(in_place)), sync_(sync) {}
 
-  std::string path_;
-  std::string temp_;  // "" when written in place
-  bool force_;
-  std::unique_ptr<WritableFile> file_;
-  bool finished_ = false;
+  std::unique_ptr<AtomicFile> atomic_;      // a regular file
+  std::unique_ptr<WritableFile> in_place_;  // "-" or an existing non-regular file
+  bool sync_;
 };
 
 struct ChainOptions {
   bool tar = false;
+  bool sync = false;  // --sync: OUT is durable when Finish() returns
   std::optional<zfile::Options> zfile;  // compress what is written
 };
 

@@ -120,7 +120,7 @@ Status WriteBehindFile::Close() {
 Status WriteBehindFile::WriteOne(const std::vector<uint8_t>& buf, uint64_t* unsynced) {
   OVBD_RETURN_IF_ERROR(base_->Append(buf));
   *unsynced += buf.size();
-  if (*unsynced < sync_every_) return Status::OK();
+  if (sync_every_ == 0 || *unsynced < sync_every_) return Status::OK();
   *unsynced = 0;
   return base_->Sync();
 }

@@ -1,6 +1,6 @@
 // A WritableFile decorator that writes behind the producer: appended bytes are queued in 2 MiB
 // buffers and written to `base` by a background thread, which also calls base->Sync() every
-// `sync_every` bytes. The disk writeback of a large output then overlaps with whatever produces
+// `sync_every` bytes (0: never; the owner decides whether the output is synced at all). The disk writeback of a large output then overlaps with whatever produces
 // the bytes (compression), instead of all of it waiting for the final fdatasync.
 //
 //   producer --Append--> [ 2 MiB buffers, at most 8 queued ] --thread--> base->Append

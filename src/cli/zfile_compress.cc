@@ -19,6 +19,7 @@ struct CompressArgs {
   ZfileFlags zfile;
   bool tar = false;
   bool force = false;
+  bool sync = false;
   bool quiet = false;
   std::string in;
   std::string out;
@@ -29,12 +30,14 @@ Status RunCompress(const CompressArgs& a) {
   if (!in.ok()) return image::WithPath(in.status(), a.in);
   ChainOptions chain;
   chain.tar = a.tar;
+  chain.sync = a.sync;
   Progress progress("compress", a.quiet);
   zfile::Options options = ToZfileOptions(a.zfile);  // header not overwritten, as overlaybd-zfile
   return WriteOutput(a.out, a.force, chain, [&](WritableFile* sink) {
-    // Written (and synced every 16 MiB) on another thread, so the disk writeback overlaps with
-    // the compression instead of all of it waiting for the final fdatasync.
-    auto behind = NewWriteBehindFile(sink);
+    // Written on another thread, overlapping with the compression; with --sync also synced
+    // every 16 MiB there, so the disk writeback overlaps too instead of all of it waiting for
+    // the final fdatasync.
+    auto behind = NewWriteBehindFile(sink, a.sync ? kWriteBehindSyncBytes : 0);
     auto info = zfile::Compress(**in, behind.get(), options, progress.Callback());
     Status closed = behind->Close();
     return info.ok() ? closed : info.status();
@@ -60,6 +63,7 @@ void AddZfileCompressCommand(CLI::App& zfile, Commands* commands) {
   AddZfileOptions(cmd, &args->zfile, /*with_switch=*/false);
   cmd->add_flag("--tar", args->tar, "Wrap the output in a tar");
   cmd->add_flag("-f,--force", args->force, "Overwrite OUT if it exists");
+  AddSync(cmd, &args->sync);
   AddQuiet(cmd, &args->quiet);
   cmd->add_option("IN", args->in, "File to compress")->required();
   cmd->add_option("OUT", args->out, "ZFile to write")->required();

@@ -15,6 +15,7 @@ struct DecompressArgs {
   std::string in;
   std::string out;
   bool force = false;
+  bool sync = false;
   bool quiet = false;
   int threads = 0;
 };
@@ -22,7 +23,9 @@ struct DecompressArgs {
 Status RunDecompress(const DecompressArgs& a) {
   OVBD_ASSIGN_OR_RETURN(auto reader, OpenZfileInput(a.in));
   Progress progress("decompress", a.quiet || a.out == "-");
-  return WriteOutput(a.out, a.force, ChainOptions{}, [&](WritableFile* sink) {
+  ChainOptions chain;
+  chain.sync = a.sync;
+  return WriteOutput(a.out, a.force, chain, [&](WritableFile* sink) {
     return ParallelCopy(*reader, sink, a.threads, progress.Callback());
   });
 }
@@ -41,6 +44,7 @@ void AddZfileDecompressCommand(CLI::App& zfile, Commands* commands) {
   cmd->add_option("--threads", args->threads, "Decompression threads (0 = one per core)")
       ->check(CLI::Range(0, 64))
       ->capture_default_str();
+  AddSync(cmd, &args->sync);
   AddQuiet(cmd, &args->quiet);
   cmd->footer("\nExamples:\n  ovbd zfile decompress layer.zfile layer.lsmt\n"
               "  ovbd zfile decompress layer.zfile.tar - | md5sum");
