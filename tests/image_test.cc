@@ -121,7 +121,7 @@ TEST(TarTest, RejectsBadChecksum) {
   auto wrapped = Wrap(testing::MakeData(1, 512));
   wrapped[5] ^= 1;  // in the pax header name
   EXPECT_FALSE(*tar::IsTar(*MemFile(wrapped)));
-  EXPECT_FALSE(tar::OpenPayload(MemFile(wrapped)).ok());
+  EXPECT_EQ(tar::OpenPayload(MemFile(wrapped)).status().code(), Code::kCorruption);
 }
 
 TEST(TarTest, RejectsPayloadPastTheEnd) {
@@ -138,6 +138,7 @@ TEST(TarTest, RejectsMalformedPaxRecord) {
   std::memcpy(wrapped.data() + 512, "99 size=512\n", 12);  // length larger than the data
   auto inner = tar::OpenPayload(MemFile(wrapped));
   ASSERT_FALSE(inner.ok());
+  EXPECT_EQ(inner.status().code(), Code::kCorruption) << inner.status().ToString();
   EXPECT_NE(inner.status().message().find("pax"), std::string::npos) << inner.status().message();
 }
 
