@@ -90,8 +90,12 @@ struct LayerInfo {
   std::vector<Segment> segments;  // tags reset to 0
 };
 
-// Reads and validates a read-only blob's header, trailer and index (caps, order, moffset
-// ranges). Errors name the file, the field or entry, and the cause.
+// Reads and validates a read-only blob's header, trailer and index (docs/format/lsmt.md §6).
+// Corruption: the bytes break the format (magic, flag bits 0..2, index range, alignment and cap,
+// entry shape, order, moffset range). NotSupported: flag bits above 5, version other than 1, a
+// virtual_size that is not a multiple of 512 up to kMaxVirtualSize. Never an error: unparsable
+// uuids (read as ""), flag bits 3..5, on-disk tags. Errors name the file, the field or entry, and
+// the cause.
 Result<LayerInfo> ReadLayerInfo(const ReadableFile& blob);
 // True if the file starts with the LSMT magic and a header flag (an RO blob or an RW data
 // file). Only the first 390 bytes are read; a damaged blob still answers true.
@@ -112,7 +116,8 @@ struct CreateOptions {
 // Durability: Sync() makes every completed write survive a crash; it syncs the data file before
 // the index file, so a durable record never points at lost data. A torn trailing record in the
 // index file is ignored on reopen, never misread; a record pointing past the data file's end
-// makes OpenRwLayer fail with Corruption.
+// makes OpenRwLayer fail with Corruption. OpenRwLayer refuses a sparse layer (flag bit 4) and the
+// header values ReadLayerInfo refuses with NotSupported; a sealed data file is InvalidArgument.
 // Threads: writers are serialised by one mutex; readers share a lock on the in-memory index only,
 // so reads run concurrently with each other and with a writer's file I/O.
 class RwLayer {
