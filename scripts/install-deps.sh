@@ -13,7 +13,7 @@ packages=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by tests and the benchmark script
-  lz4 zstd python3 xxd python3-lz4 python3-zstandard
+  lz4 zstd python3 xxd python3-lz4 python3-zstandard strace
   # real NBD clients and the qemu-nbd baseline (tests, benchmarks), file systems for mount tests
   libnbd-bin python3-libnbd qemu-utils fio e2fsprogs erofs-utils
   # a real OCI registry on loopback for the lazy-loading tests, and curl to poke it
