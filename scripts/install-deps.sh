@@ -7,7 +7,7 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   # libraries linked by ovbd
-  liblz4-dev libzstd-dev libisal-dev libcli11-dev nlohmann-json3-dev libfuse3-dev libcurl4-openssl-dev
+  liblz4-dev libzstd-dev libisal-dev libcli11-dev nlohmann-json3-dev libfuse3-dev libcurl4-openssl-dev libssl-dev
   # the exports at run time: FUSE mounts, loop devices
   fuse3 util-linux
   # tests and benchmarks

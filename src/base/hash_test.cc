@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace ovbd {
@@ -20,6 +21,30 @@ TEST(Hash, KnownAnswers) {
   EXPECT_EQ(Md5Hex(Bytes("")), "d41d8cd98f00b204e9800998ecf8427e");
   EXPECT_EQ(Md5Hex(Bytes("abc")), "900150983cd24fb0d6963f7d28e17f72");
   EXPECT_EQ(Md5Hex(Bytes("The quick brown fox jumps over the lazy dog")), "9e107d9d372bb6826bd81d3542a419d6");
+}
+
+TEST(Hash, Sha256MillionAs) {
+  // FIPS 180-2 appendix B.3, and the 1 MiB variant, in one Update and in pieces.
+  std::string million(1000000, 'a');
+  EXPECT_EQ(Sha256Hex(Bytes(million)), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  std::string mib(1 << 20, 'a');
+  Sha256 s;
+  for (size_t off = 0; off < mib.size(); off += 1000) s.Update(Bytes(mib.substr(off, 1000)));
+  EXPECT_EQ(s.HexFinal(), Sha256Hex(Bytes(mib)));
+}
+
+TEST(Hash, Sha256FinalResetsAndMovesKeepState) {
+  Sha256 s;
+  s.Update(Bytes("abc"));
+  EXPECT_EQ(s.HexFinal(), Sha256Hex(Bytes("abc")));
+  EXPECT_EQ(s.HexFinal(), Sha256Hex(Bytes("")));  // Final resets to the empty message
+  s.Update(Bytes("ab"));
+  Sha256 moved(std::move(s));
+  moved.Update(Bytes("c"));
+  Sha256 assigned;
+  assigned = std::move(moved);
+  EXPECT_EQ(assigned.HexFinal(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  static_assert(!std::is_copy_constructible_v<Sha256> && !std::is_copy_assignable_v<Sha256>);
 }
 
 TEST(Hash, StreamingEqualsOneShot) {
