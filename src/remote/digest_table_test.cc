@@ -4,14 +4,22 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <map>
+#include <fstream>
+#include <iterator>
 #include <vector>
 
 #include "base/coding.h"
 #include "base/crc32c.h"
 #include "base/hash.h"
+#include "ovbd/cache.h"
 
 namespace ovbd::remote {
 namespace {
+
+// docs/format/digest-table.md §5: a cache miss of one default block is one whole chunk.
+static_assert(kDefaultDigestChunkSize == cache::kDefaultBlockSize);
 
 std::vector<uint8_t> Pattern(size_t n, uint8_t seed = 1) {
   std::vector<uint8_t> v(n);
@@ -247,6 +255,35 @@ TEST(ChooseDigestChunkSize, SixteenKiBUpTo16GiBThenDoubles) {
   EXPECT_EQ(ChooseDigestChunkSize(16ull << 40), 16u << 20);       // 16 TiB: 1 Mi chunks of 16 MiB
   EXPECT_EQ(ChooseDigestChunkSize((16ull << 40) + 1), 16u << 20); // never above 16 MiB
   EXPECT_EQ(ChooseDigestChunkSize(~0ull), 16u << 20);
+}
+
+// The fuzz seeds were written by an independent encoder (Python, from the spec): the valid ones
+// must decode and re-encode byte for byte, each invalid one must fail with its rule's code.
+TEST(DigestTableDecode, FuzzSeedsDecodeAsTheirNamesSay) {
+  const std::map<std::string, Code> invalid = {
+      {"invalid_algorithm.dgt", Code::kNotSupported}, {"invalid_cap.dgt", Code::kNotSupported},
+      {"invalid_chunk_size.dgt", Code::kCorruption},  {"invalid_count.dgt", Code::kCorruption},
+      {"invalid_crc.dgt", Code::kCorruption},         {"invalid_flags.dgt", Code::kNotSupported},
+      {"invalid_magic.dgt", Code::kCorruption},       {"invalid_reserved.dgt", Code::kCorruption},
+      {"invalid_short_header.dgt", Code::kCorruption}, {"invalid_trailing.dgt", Code::kCorruption},
+      {"invalid_truncated.dgt", Code::kCorruption},   {"invalid_version2.dgt", Code::kNotSupported},
+  };
+  size_t seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(OVBD_SOURCE_DIR "/fuzz/corpus/digest_table")) {
+    std::ifstream in(entry.path(), std::ios::binary);
+    std::vector<uint8_t> b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string name = entry.path().filename().string();
+    auto d = DecodeDigestTable(b, name);
+    seen++;
+    if (name.rfind("valid_", 0) == 0) {
+      ASSERT_TRUE(d.ok()) << name << ": " << d.status().ToString();
+      EXPECT_EQ(EncodeDigestTable(*d), b) << name;
+      continue;
+    }
+    ASSERT_TRUE(invalid.count(name)) << "seed without an expected code: " << name;
+    EXPECT_EQ(d.status().code(), invalid.at(name)) << name << ": " << d.status().ToString();
+  }
+  EXPECT_EQ(seen, invalid.size() + 3);
 }
 
 }  // namespace
