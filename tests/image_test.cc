@@ -303,6 +303,36 @@ TEST(ImageConfigTest, RemoteLowersNeedADigestAndARepoBlobUrl) {
   ExpectInvalid(R"({"recordTracePath": []})", "recordTracePath: expected a string");
 }
 
+TEST(ImageConfigTest, DigestTableKey) {
+  const std::string d = "sha256:" + std::string(64, 'b');
+  const std::string t = "sha256:" + std::string(64, 'c');
+  auto c = image::ParseImageConfig(R"({"repoBlobUrl": "http://r/v2/x/blobs", "lowers": [
+      {"digest": ")" + d + R"(", "size": 40000, "digestTable": {"digest": ")" + t + R"(", "size": 160}},
+      {"digest": ")" + d + R"(", "digestTable": null}, {"file": "l", "digestTable": {"digest": ")" + t +
+                                       R"(", "size": 536870976}}]})",
+                                   "/base");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ASSERT_TRUE(c->lowers[0].digest_table.has_value());
+  EXPECT_EQ(c->lowers[0].digest_table->digest, t);
+  EXPECT_EQ(c->lowers[0].digest_table->size, 160u);
+  EXPECT_FALSE(c->lowers[1].digest_table.has_value());
+  ASSERT_TRUE(c->lowers[2].digest_table.has_value());
+  EXPECT_EQ(c->lowers[2].digest_table->size, 64u + 32u * (16u << 20));  // the cap itself
+
+  auto with = [&](const std::string& table) {
+    return R"({"repoBlobUrl": "u", "lowers": [{"digest": ")" + d + R"(", "digestTable": )" + table + "}]}";
+  };
+  ExpectInvalid(with(R"("sha256:x")"), "lowers[0].digestTable: expected an object");
+  ExpectInvalid(with(R"({"size": 160})"), "lowers[0].digestTable.digest: expected \"sha256:\"");
+  ExpectInvalid(with(R"({"digest": 5, "size": 160})"), "lowers[0].digestTable.digest: expected a string");
+  ExpectInvalid(with(R"({"digest": "sha256:)" + std::string(64, 'C') + R"(", "size": 160})"),
+                "lowers[0].digestTable.digest");
+  ExpectInvalid(with(R"({"digest": ")" + t + R"("})"), "lowers[0].digestTable.size: expected an integer");
+  for (const char* size : {"0", "-1", "\"160\"", "1.5", "536870977", "18446744073709551615"}) {
+    ExpectInvalid(with(R"({"digest": ")" + t + R"(", "size": )" + size + "}"), "lowers[0].digestTable.size");
+  }
+}
+
 TEST(ImageConfigTest, DownloadObject) {
   auto c = image::ParseImageConfig(R"({"download": {"enable": true, "delay": 600, "maxMBps": 50, "blockSize": 1}})", "/b");
   ASSERT_TRUE(c.ok()) << c.status().ToString();

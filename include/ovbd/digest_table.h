@@ -54,7 +54,7 @@ uint32_t ChooseDigestChunkSize(uint64_t blob_size);
 
 // The encoded size of a table of `chunk_count` chunks: 64 + 32 * chunk_count (no overflow for
 // chunk_count <= kMaxDigestChunks).
-inline uint64_t DigestTableBytes(uint64_t chunk_count) { return kDigestTableHeaderSize + kDigestSize * chunk_count; }
+constexpr uint64_t DigestTableBytes(uint64_t chunk_count) { return kDigestTableHeaderSize + kDigestSize * chunk_count; }
 
 // Reads `blob` once from start to end, in reads of 4 MiB (or one chunk if larger; BlobFile
 // splits them into parallel range requests), and hashes each chunk. `progress(done, total)`

@@ -47,10 +47,19 @@ struct UpperPaths {
 
 // One lower of a config: a local `file`, or a registry blob (`digest` under the config's
 // repoBlobUrl) when `file` is empty.
+// A registry blob named by digest and size (both checked when the config is parsed).
+struct BlobRef {
+  std::string digest;  // "sha256:<64 lowercase hex>"
+  uint64_t size = 0;
+};
+
 struct LowerSpec {
   std::string file;             // resolved path; "" = remote
   std::string digest;           // "sha256:<64 hex>" or ""
   std::optional<uint64_t> size; // blob size, if the config gives it
+  // lowers[i].digestTable: the blob's per-chunk digest table (docs/format/digest-table.md),
+  // size 1 ..= 64 + 32 * remote::kMaxDigestChunks. Parsed (and checked) for local lowers too.
+  std::optional<BlobRef> digest_table;
 };
 
 // overlaybd's "download" object: background download of whole registry layers.

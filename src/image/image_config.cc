@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "image/layer_context.h"
+#include "ovbd/digest_table.h"  // the table size cap only (a constant: no link dependency)
 #include "ovbd/lsmt.h"
 #include "ovbd/image.h"
 
@@ -40,6 +41,26 @@ Result<std::optional<uint64_t>> OptionalSize(const json& obj, const char* key, c
   return std::optional<uint64_t>(it->get<uint64_t>());
 }
 
+// lowers[i].digestTable = {"digest": "sha256:<hex>", "size": N} (docs/format/digest-table.md §5).
+Result<std::optional<BlobRef>> ParseDigestTable(const json& lower, const std::string& where) {
+  auto it = lower.find("digestTable");
+  if (it == lower.end() || it->is_null()) return std::optional<BlobRef>();
+  if (!it->is_object()) return Status::InvalidArgument(where + ": expected an object");
+  BlobRef ref;
+  OVBD_ASSIGN_OR_RETURN(ref.digest, OptionalString(*it, "digest", where + ".digest"));
+  if (!IsSha256Digest(ref.digest)) {
+    return Status::InvalidArgument(where + ".digest: expected \"sha256:\" and 64 lowercase hex digits");
+  }
+  constexpr uint64_t kMaxTableBytes = remote::DigestTableBytes(remote::kMaxDigestChunks);
+  auto size = it->find("size");
+  if (size == it->end() || !size->is_number_unsigned() || size->get<uint64_t>() == 0 ||
+      size->get<uint64_t>() > kMaxTableBytes) {
+    return Status::InvalidArgument(where + ".size: expected an integer in 1.." + std::to_string(kMaxTableBytes));
+  }
+  ref.size = size->get<uint64_t>();
+  return std::optional<BlobRef>(std::move(ref));
+}
+
 Result<LowerSpec> ParseLower(const json& lower, size_t i, const std::string& base_dir) {
   std::string where = "lowers[" + std::to_string(i) + "]";
   if (!lower.is_object()) return Status::InvalidArgument(where + ": expected an object");
@@ -47,6 +68,7 @@ Result<LowerSpec> ParseLower(const json& lower, size_t i, const std::string& bas
   OVBD_ASSIGN_OR_RETURN(spec.file, OptionalString(lower, "file", where + ".file"));
   OVBD_ASSIGN_OR_RETURN(spec.digest, OptionalString(lower, "digest", where + ".digest"));
   OVBD_ASSIGN_OR_RETURN(spec.size, OptionalSize(lower, "size", where + ".size"));
+  OVBD_ASSIGN_OR_RETURN(spec.digest_table, ParseDigestTable(lower, where + ".digestTable"));
   if (!spec.file.empty()) {
     spec.file = Resolve(spec.file, base_dir);
     return spec;  // a local file wins; digest and size are informational
