@@ -39,6 +39,12 @@ class ReadableFile {
   virtual const std::string& Name() const = 0;
   // Hint that [offset, offset+length) will be read soon. Default: nothing.
   virtual void Prefetch(uint64_t /*offset*/, uint64_t /*length*/) const {}
+  // Drops any copy of [offset, offset+length) this file or a file below it keeps (a cache),
+  // so the next read of the range asks the origin again. Called by a reader whose content check
+  // (a ZFile block CRC, a digest) failed on bytes this file returned. Returns true if reading the
+  // range again may return different bytes (a cache dropped them, or the origin is a network
+  // source); false if re-reading is pointless (a local file, verified bytes). Default: false.
+  virtual bool Invalidate(uint64_t /*offset*/, uint64_t /*length*/) const { return false; }
 };
 
 class RandomRWFile : public ReadableFile {
@@ -130,6 +136,7 @@ class FaultInjectionFile : public RandomRWFile {
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   uint64_t Size() const override;
   const std::string& Name() const override;
+  bool Invalidate(uint64_t offset, uint64_t length) const override { return base_->Invalidate(offset, length); }
   Status WriteAt(uint64_t offset, std::span<const uint8_t> buf) override;
   Status Truncate(uint64_t size) override;
   Status Trim(uint64_t offset, uint64_t length) override;

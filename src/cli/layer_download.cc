@@ -22,6 +22,9 @@ Status SwitchableFile::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
 }
 
 void SwitchableFile::Prefetch(uint64_t offset, uint64_t length) const { Current()->Prefetch(offset, length); }
+bool SwitchableFile::Invalidate(uint64_t offset, uint64_t length) const {
+  return Current()->Invalidate(offset, length);
+}
 
 Status SwitchableFile::Switch(std::shared_ptr<const ReadableFile> file) {
   if (file->Size() != size_) {

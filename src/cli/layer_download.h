@@ -30,6 +30,7 @@ class SwitchableFile : public ReadableFile {
   uint64_t Size() const override { return size_; }
   const std::string& Name() const override { return name_; }
   void Prefetch(uint64_t offset, uint64_t length) const override;
+  bool Invalidate(uint64_t offset, uint64_t length) const override;
   // Replaces the backing file (Size must match: InvalidArgument otherwise).
   Status Switch(std::shared_ptr<const ReadableFile> file);
   bool switched() const { return switched_.load(); }

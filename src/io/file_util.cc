@@ -23,6 +23,10 @@ class SliceFile final : public ReadableFile {
   uint64_t Size() const override { return length_; }
   const std::string& Name() const override { return name_; }
   void Prefetch(uint64_t offset, uint64_t length) const override { base_->Prefetch(offset_ + offset, length); }
+  bool Invalidate(uint64_t offset, uint64_t length) const override {
+    if (offset >= length_ || length == 0) return false;
+    return base_->Invalidate(offset_ + offset, std::min(length, length_ - offset));
+  }
 
  private:
   std::shared_ptr<const ReadableFile> base_;

@@ -128,13 +128,40 @@ TEST(DigestVerifier, InOrderOverlappingAndOutOfOrder) {
   EXPECT_TRUE(v.verified());
 }
 
-TEST(DigestVerifier, MismatchIsCorruptionFromThenOn) {
+TEST(DigestVerifier, MismatchFailsTheCompletingAddThenStartsOver) {
   auto data = Bytes(100);
   DigestVerifier v("sha256:" + std::string(64, '0'), data.size(), "blob");
   EXPECT_TRUE(v.Add(0, std::span(data).subspan(0, 50)).ok());
-  EXPECT_EQ(v.Add(50, std::span(data).subspan(50)).code(), Code::kCorruption);
-  EXPECT_EQ(v.Add(0, std::span(data).subspan(0, 10)).code(), Code::kCorruption);
+  Status s = v.Add(50, std::span(data).subspan(50));
+  EXPECT_EQ(s.code(), Code::kCorruption);
+  EXPECT_NE(s.message().find("blob"), std::string::npos) << s.message();
+  EXPECT_EQ(v.mismatches(), 1u);
+  EXPECT_TRUE(v.Add(0, std::span(data).subspan(0, 10)).ok());  // a new pass, not failed forever
   EXPECT_FALSE(v.verified());
+}
+
+TEST(DigestVerifier, ACorruptedPassThenAGoodOneVerifies) {
+  auto data = Bytes(100);
+  DigestVerifier v("sha256:" + Sha256Hex(data), data.size(), "blob");
+  auto bad = data;
+  bad[70] ^= 1;
+  EXPECT_EQ(v.Add(0, bad).code(), Code::kCorruption);
+  EXPECT_TRUE(v.Add(0, data).ok());
+  EXPECT_TRUE(v.verified());
+}
+
+TEST(DigestVerifier, ForgettingHashedBytesStartsOver) {
+  auto data = Bytes(100);
+  DigestVerifier v("sha256:" + Sha256Hex(data), data.size(), "blob");
+  auto bad = data;
+  bad[10] ^= 1;
+  EXPECT_TRUE(v.Add(0, std::span(bad).subspan(0, 50)).ok());
+  v.Forget(60, 10);  // not hashed yet: nothing to forget
+  v.Forget(10, 1);   // a reader's check failed there: the prefix is hashed again
+  EXPECT_TRUE(v.Add(50, std::span(data).subspan(50)).ok());  // no longer continues the prefix
+  EXPECT_FALSE(v.verified());
+  EXPECT_TRUE(v.Add(0, data).ok());
+  EXPECT_TRUE(v.verified());
 }
 
 }  // namespace

@@ -50,6 +50,12 @@ class BlobFile final : public ReadableFile {
   }
   uint64_t Size() const override { return size_; }
   const std::string& Name() const override { return name_; }
+  // A network read may return other bytes next time; hashed bytes that are to be fetched again
+  // restart the in-order digest check.
+  bool Invalidate(uint64_t offset, uint64_t length) const override {
+    verifier_.Forget(offset, length);
+    return true;
+  }
 
  private:
   Status ReadPieces(uint64_t offset, std::span<uint8_t> buf) const;

@@ -71,6 +71,7 @@ class RecordingFile final : public ReadableFile {
   uint64_t Size() const override { return base_->Size(); }
   const std::string& Name() const override { return base_->Name(); }
   void Prefetch(uint64_t offset, uint64_t length) const override { base_->Prefetch(offset, length); }
+  bool Invalidate(uint64_t offset, uint64_t length) const override { return base_->Invalidate(offset, length); }
 
  private:
   std::shared_ptr<const ReadableFile> base_;
