@@ -21,6 +21,15 @@
 // data file); a block pinned by an in-flight read is never evicted. If no room can be made the
 // block is served straight from the source and not cached.
 //
+// Invalidation: a reader whose own content check (a ZFile block CRC, a digest) failed on bytes
+// a CachedFile returned calls Invalidate(range), so the next read asks the source again. Each
+// block overlapping the range is dropped: a present block that no read is using right now
+// loses its table entry and its data (the eviction path: after a restart it is not loaded
+// again); a block pinned by a read in flight is dropped when that read ends, and is never
+// served as a hit meanwhile (readers go to the source); a block being fetched is served to the
+// readers waiting for it but not kept. Dropped blocks are counted in invalidated_blocks. The
+// source is invalidated too (first, so that a refetch cannot find a stale copy below).
+//
 // Locking: one store mutex guards the in-memory tables and is never held across source reads
 // or cache-file I/O, so a slow source delays only the readers of the blocks it is fetching.
 // Recency is kept in memory only: after a restart the LRU order is the load order.
@@ -75,6 +84,7 @@ struct CacheStats {
                                 // (refill_size) and CachedFile Prefetch hints
   uint64_t evicted_bytes = 0;   // bytes evicted (capacity or Prune)
   uint64_t corrupt_blocks = 0;  // cached blocks that failed verification and were dropped
+  uint64_t invalidated_blocks = 0;  // blocks dropped by Invalidate (a reader's check failed)
   size_t files = 0;             // keys known to the store
 };
 
@@ -135,7 +145,9 @@ class CacheStore {
 // block CRC-verified), adjacent misses are fetched from the source with one read (plus the
 // refill_size read-ahead of a sequential stream), once however many readers want them, stored,
 // then served. A source error is
-// returned as is and nothing is cached for that block. If the key was cached for a source of a
+// returned as is and nothing is cached for that block. Invalidate(range) drops the range's
+// blocks (see "Invalidation" above) and returns true if any was dropped or the source's
+// Invalidate returned true. If the key was cached for a source of a
 // different size its blocks are dropped (InvalidArgument if that key is being read right now).
 // Thread-safe.
 Result<std::unique_ptr<ReadableFile>> NewCachedFile(std::shared_ptr<CacheStore> store,

@@ -39,8 +39,17 @@ class FakeSource final : public ReadableFile {
   }
   uint64_t Size() const override { return bytes_.size(); }
   const std::string& Name() const override { return name_; }
+  bool Invalidate(uint64_t, uint64_t) const override {
+    invalidations_++;
+    return origin_may_differ_;
+  }
 
   uint64_t reads() const { return reads_.load(); }
+  uint64_t invalidations() const { return invalidations_.load(); }
+  // What Invalidate returns (a network origin: true).
+  void SetOriginMayDiffer(bool v) { origin_may_differ_ = v; }
+  // Changes the origin's bytes (not while reads run).
+  void Poke(uint64_t offset, uint8_t mask) { bytes_[offset] ^= mask; }
   // Reads covering `offset` fail (the first `times` of them).
   void FailAt(uint64_t offset, int64_t times = int64_t{1} << 40) {
     fail_times_ = times;
@@ -71,6 +80,8 @@ class FakeSource final : public ReadableFile {
   std::vector<uint8_t> bytes_;
   std::string name_;
   mutable std::atomic<uint64_t> reads_{0};
+  mutable std::atomic<uint64_t> invalidations_{0};
+  bool origin_may_differ_ = false;
   std::atomic<uint64_t> fail_at_{kNone};
   mutable std::atomic<int64_t> fail_times_{0};
   std::atomic<uint64_t> gate_at_{kNone};
@@ -454,6 +465,131 @@ TEST(CacheStore, RestartWithSmallerCapacityEvicts) {
   auto store = OpenStore(dir.path(), 4 * kBlock);
   EXPECT_EQ(store->Stats().used, 4u * kBlock);
   EXPECT_EQ(Read(*Cached(store, std::make_shared<FakeSource>(bytes)), 0, bytes.size()), bytes);
+}
+
+// A reader's content check failed on bytes of block 1: Invalidate drops exactly the blocks of the
+// range (in memory and on disk) and the next read of them asks the source, which has healed.
+TEST(CacheStore, InvalidateDropsTheRangeAndTheNextReadFetchesAgain) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(30, 8 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  src->Poke(kBlock + 10, 0x40);  // corrupted in transit
+  Read(*f, 0, 3 * kBlock);
+  ASSERT_EQ(src->reads(), 1u);
+  src->Poke(kBlock + 10, 0x40);  // the origin is healthy again
+  EXPECT_TRUE(f->Invalidate(kBlock + 5, 10));
+  EXPECT_EQ(src->invalidations(), 1u);
+  CacheStats s = store->Stats();
+  EXPECT_EQ(s.invalidated_blocks, 1u);
+  EXPECT_EQ(s.used, 2u * kBlock);
+  EXPECT_EQ(s.evicted_bytes, 0u);
+  EXPECT_EQ(store->Files().at(0).cached_bytes, 2u * kBlock);
+  EXPECT_EQ(Read(*f, 0, 3 * kBlock), Slice(*src, 0, 3 * kBlock));
+  EXPECT_EQ(src->reads(), 2u);  // block 1 only; blocks 0 and 2 were hits
+  EXPECT_EQ(store->Stats().used, 3u * kBlock);
+}
+
+TEST(CacheStore, InvalidateSaysWhetherARereadMayDiffer) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(31, 8 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  Read(*f, 0, kBlock);
+  EXPECT_FALSE(f->Invalidate(4 * kBlock, kBlock));  // absent, local source: pointless
+  EXPECT_FALSE(f->Invalidate(0, 0));
+  EXPECT_FALSE(f->Invalidate(100 * kBlock, kBlock));  // past the end
+  src->SetOriginMayDiffer(true);
+  EXPECT_TRUE(f->Invalidate(4 * kBlock, kBlock));  // absent, but the source says so
+  src->SetOriginMayDiffer(false);
+  EXPECT_TRUE(f->Invalidate(0, 1));  // a cached block was dropped
+  EXPECT_FALSE(f->Invalidate(0, 1));  // nothing left to drop
+  EXPECT_EQ(store->Stats().invalidated_blocks, 1u);
+}
+
+TEST(CacheStore, InvalidatedBlockIsNotLoadedAfterRestart) {
+  TempDir dir;
+  auto bytes = MakeData(32, 10 * kBlock);
+  {
+    auto store = OpenStore(dir.path(), 1 << 20);
+    auto f = Cached(store, std::make_shared<FakeSource>(bytes));
+    Read(*f, 0, bytes.size());
+    EXPECT_TRUE(f->Invalidate(2 * kBlock, 2 * kBlock));  // blocks 2 and 3
+  }
+  auto src = std::make_shared<FakeSource>(bytes);
+  auto store = OpenStore(dir.path(), 1 << 20);
+  EXPECT_EQ(store->Files().at(0).cached_bytes, 8u * kBlock);
+  EXPECT_EQ(store->Stats().corrupt_blocks, 0u);  // cleared, not left to fail their CRC
+  EXPECT_EQ(Read(*Cached(store, src), 0, bytes.size()), bytes);
+  EXPECT_EQ(src->reads(), 1u);  // blocks 2..3, one run
+  EXPECT_EQ(store->Stats().hits, 8u);
+}
+
+// A block invalidated while it is being fetched: the waiting reader gets the fetched bytes, the
+// block is not kept, and the next read fetches it again.
+TEST(CacheStore, BlockInvalidatedWhileFetchingIsServedButNotKept) {
+  TempDir dir;
+  auto src = std::make_shared<FakeSource>(MakeData(33, 4 * kBlock));
+  auto store = OpenStore(dir.path(), 1 << 20);
+  auto f = Cached(store, src);
+  src->Gate(kBlock);
+  std::thread reader([&] { EXPECT_EQ(Read(*f, kBlock, kBlock), Slice(*src, kBlock, kBlock)); });
+  src->WaitUntilGated(1);
+  EXPECT_TRUE(f->Invalidate(kBlock, 1));
+  src->Release();
+  reader.join();
+  CacheStats s = store->Stats();
+  EXPECT_EQ(s.invalidated_blocks, 1u);
+  EXPECT_EQ(s.used, 0u);
+  EXPECT_EQ(store->Files().at(0).cached_bytes, 0u);
+  EXPECT_EQ(Read(*f, kBlock, kBlock), Slice(*src, kBlock, kBlock));
+  EXPECT_EQ(src->reads(), 2u);
+  EXPECT_EQ(store->Stats().used, uint64_t{kBlock});
+}
+
+// Readers and invalidations of overlapping ranges at once: never a wrong byte, and the books
+// balance once everyone is done.
+TEST(CacheStore, ConcurrentReadsAndInvalidations) {
+  for (uint64_t cap : {uint64_t{1} << 20, uint64_t{6} * kBlock}) {
+    TempDir dir;
+    auto src = std::make_shared<FakeSource>(MakeData(34, 32 * kBlock + 99));
+    auto store = OpenStore(dir.path(), cap);
+    auto f = Cached(store, src);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> invalidators;
+    for (int t = 0; t < 2; ++t) {
+      invalidators.emplace_back([&, t] {
+        std::mt19937_64 rng(100 + t);
+        while (!stop) {
+          uint64_t off = rng() % src->Size();
+          (void)f->Invalidate(off, 1 + rng() % (3 * kBlock));
+          std::this_thread::yield();
+        }
+      });
+    }
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 6; ++t) {
+      readers.emplace_back([&, t] {
+        std::mt19937_64 rng(t);
+        for (int i = 0; i < 150; ++i) {
+          uint64_t len = 1 + rng() % (5 * kBlock);
+          uint64_t off = rng() % (src->Size() - len);
+          EXPECT_EQ(Read(*f, off, len), Slice(*src, off, len)) << "cap " << cap << " off " << off;
+        }
+      });
+    }
+    for (auto& th : readers) th.join();
+    stop = true;
+    for (auto& th : invalidators) th.join();
+    CacheStats s = store->Stats();
+    EXPECT_LE(s.used, cap);
+    EXPECT_EQ(store->Files().at(0).cached_bytes, s.used);
+    EXPECT_GT(s.invalidated_blocks, 0u);
+    (void)f->Invalidate(0, src->Size());
+    EXPECT_EQ(store->Stats().used, 0u);
+    EXPECT_EQ(store->Files().at(0).cached_bytes, 0u);
+    EXPECT_TRUE(store->CachedRanges(kKey).empty());
+  }
 }
 
 TEST(CacheStore, FlippedDataByteIsDetectedAndRefetched) {

@@ -117,6 +117,11 @@ class CachedFile final : public ReadableFile {
   // workers: they are fetched in the background, in runs of adjacent blocks, and the reads that
   // follow wait for those fetches instead of starting their own.
   void Prefetch(uint64_t offset, uint64_t length) const override { impl_->Hint(entry_, source_, offset, length); }
+  // The source first: a refetch must not find a stale copy below (cache.h "Invalidation").
+  bool Invalidate(uint64_t offset, uint64_t length) const override {
+    const bool below = source_->Invalidate(offset, length);
+    return impl_->Invalidate(entry_, offset, length) || below;
+  }
 
  private:
   // Fills `out` (exactly the block's length) with block `block`.

@@ -29,7 +29,7 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
   std::lock_guard<std::mutex> lock(mu);
   BlockSlot& slot = e->blocks[block];
   BlockStep step;
-  if (slot.state == BlockState::kPresent) {
+  if (slot.state == BlockState::kPresent && !slot.drop) {
     slot.pins++;
     slot.referenced = true;  // CLOCK: no list surgery on the hit path (see PickVictimsLocked)
     step.kind = BlockStep::kHit;
@@ -38,6 +38,7 @@ BlockStep CacheStore::Impl::Begin(KeyEntry* e, uint64_t block) {
     return step;
   }
   stats.misses++;
+  if (slot.state == BlockState::kPresent) return step;  // invalidated, still pinned: kBypass
   if (slot.state == BlockState::kFetching) {
     step.kind = BlockStep::kWait;
     step.flight = slot.flight;
@@ -61,6 +62,7 @@ BlockStep CacheStore::Impl::ClaimLocked(KeyEntry* e, uint64_t block, bool ahead)
   stats.used += length;
   slot.state = BlockState::kFetching;
   slot.verified = false;
+  slot.drop = false;
   slot.length = static_cast<uint32_t>(length);
   slot.flight = std::make_shared<Flight>();
   slot.flight->ahead = ahead;
@@ -104,7 +106,17 @@ bool CacheStore::Impl::PickVictimsLocked(uint64_t need, std::vector<BlockRef>* v
 }
 
 void CacheStore::Impl::EndHit(KeyEntry* e, uint64_t block, bool verified) {
-  std::lock_guard<std::mutex> lock(mu);
+  std::vector<BlockRef> victims;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    EndHitLocked(e, block, verified);
+    BlockSlot& slot = e->blocks[block];
+    if (slot.drop && slot.pins == 0 && slot.state == BlockState::kPresent) TakeLocked(e, block, &victims);
+  }
+  (void)Evict(victims, true);  // an invalidated block whose last reader just left
+}
+
+void CacheStore::Impl::EndHitLocked(KeyEntry* e, uint64_t block, bool verified) {
   BlockSlot& slot = e->blocks[block];
   slot.pins--;
   if (verified) {
@@ -118,6 +130,7 @@ void CacheStore::Impl::EndHit(KeyEntry* e, uint64_t block, bool verified) {
   // on disk still fails verification after a restart.
   lru.erase(slot.lru);
   slot.state = BlockState::kAbsent;
+  slot.drop = false;
   stats.used -= slot.length;
   e->cached_bytes -= slot.length;
 }
@@ -125,6 +138,7 @@ void CacheStore::Impl::EndHit(KeyEntry* e, uint64_t block, bool verified) {
 void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& status,
                                    uint32_t crc, bool stored, bool readahead) {
   std::shared_ptr<Flight> flight;
+  std::vector<BlockRef> victims;
   {
     std::lock_guard<std::mutex> lock(mu);
     BlockSlot& slot = e->blocks[block];
@@ -138,15 +152,63 @@ void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& st
       slot.referenced = false;
       slot.lru = lru.insert(lru.end(), BlockRef{e, block});
       e->cached_bytes += slot.length;
+      if (slot.drop) TakeLocked(e, block, &victims);  // invalidated while fetching: not kept
     } else {
       slot.state = BlockState::kAbsent;
+      slot.drop = false;
       stats.used -= slot.length;
     }
   }
-  flight->Finish(status);
+  flight->Finish(status);  // the waiters get the bytes even if they are not kept
+  (void)Evict(victims, true);
 }
 
-Status CacheStore::Impl::Evict(const std::vector<BlockRef>& victims) {
+bool CacheStore::Impl::Invalidate(KeyEntry* e, uint64_t offset, uint64_t length) {
+  if (length == 0 || offset >= e->size) return false;
+  const uint64_t bs = options.block_size;
+  const uint64_t end = (std::min(e->size - offset, length) + offset + bs - 1) / bs;
+  std::vector<BlockRef> victims;
+  bool any = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (uint64_t block = offset / bs; block < end; ++block) any |= MarkInvalidLocked(e, block, &victims);
+  }
+  // An I/O error here leaves a table entry that may be loaded after a restart; the block's
+  // check then fails again and the reader invalidates again.
+  (void)Evict(victims, true);
+  return any;
+}
+
+bool CacheStore::Impl::MarkInvalidLocked(KeyEntry* e, uint64_t block, std::vector<BlockRef>* victims) {
+  BlockSlot& slot = e->blocks[block];
+  switch (slot.state) {
+    case BlockState::kAbsent:
+    case BlockState::kEvicting:
+      return false;
+    case BlockState::kFetching:
+      slot.drop = true;
+      return true;
+    case BlockState::kPresent:
+      if (slot.pins > 0) {
+        slot.drop = true;
+      } else {
+        TakeLocked(e, block, victims);
+      }
+      return true;
+  }
+  return false;
+}
+
+void CacheStore::Impl::TakeLocked(KeyEntry* e, uint64_t block, std::vector<BlockRef>* victims) {
+  BlockSlot& slot = e->blocks[block];
+  lru.erase(slot.lru);
+  slot.state = BlockState::kEvicting;
+  slot.drop = false;
+  stats.used -= slot.length;
+  victims->push_back(BlockRef{e, block});
+}
+
+Status CacheStore::Impl::Evict(const std::vector<BlockRef>& victims, bool invalidated) {
   Status first;
   for (const BlockRef& v : victims) {
     // Entry first: a crash between the two leaves an absent entry over stale bytes (harmless);
@@ -160,7 +222,11 @@ Status CacheStore::Impl::Evict(const std::vector<BlockRef>& victims) {
     BlockSlot& slot = v.key->blocks[v.block];
     slot.state = BlockState::kAbsent;
     v.key->cached_bytes -= slot.length;
-    stats.evicted_bytes += slot.length;
+    if (invalidated) {
+      stats.invalidated_blocks++;
+    } else {
+      stats.evicted_bytes += slot.length;
+    }
   }
   return first;
 }

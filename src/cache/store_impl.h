@@ -10,6 +10,10 @@
 // `pins` counts readers of a present block; a pinned block is never chosen as a victim. A
 // reader that finds a block kFetching waits on its Flight; one that finds it kEvicting, or finds
 // no room, reads the source directly (bypass).
+//
+// Invalidate: a present unpinned block goes kPresent -> kEvicting -> kAbsent at once; a pinned
+// or fetching one gets `drop`: no new hits (bypass), and the last EndHit or the FinishFetch takes
+// it the same way (a fetched block's bytes still go to its waiters).
 #pragma once
 
 #include <condition_variable>
@@ -61,6 +65,7 @@ struct BlockSlot {
   // just the bytes they need without re-checking the whole block.
   bool verified = false;
   bool referenced = false;            // hit since it last came round the CLOCK (PickVictimsLocked)
+  bool drop = false;  // invalidated while pinned or fetching: dropped when released, no new hits
   std::list<BlockRef>::iterator lru;  // valid while kPresent
   std::shared_ptr<Flight> flight;     // set while kFetching
 };
@@ -172,12 +177,22 @@ struct CacheStore::Impl {
   BlockStep BeginReadahead(KeyEntry* e, uint64_t block);
   // Ends a hit; `verified` false drops the block (counted corrupt) so the reader refetches.
   void EndHit(KeyEntry* e, uint64_t block, bool verified);
+  void EndHitLocked(KeyEntry* e, uint64_t block, bool verified);
   // Ends a fetch: present if `stored`, else absent; wakes the waiters with `status`.
   // `readahead`: the block was fetched ahead of a stream (counted in readahead_bytes).
   void FinishFetch(KeyEntry* e, uint64_t block, const Status& status, uint32_t crc, bool stored,
                    bool readahead = false);
-  // Clears the victims' entries and punches their holes, then marks them absent.
-  Status Evict(const std::vector<BlockRef>& victims);
+  // Clears the victims' entries and punches their holes, then marks them absent. Counted in
+  // evicted_bytes, or in invalidated_blocks if `invalidated`.
+  Status Evict(const std::vector<BlockRef>& victims, bool invalidated = false);
+  // Drops the blocks of [offset, offset+length) of `e` (cache.h "Invalidation"); true if any
+  // present or fetching block was dropped or marked to be.
+  bool Invalidate(KeyEntry* e, uint64_t offset, uint64_t length);
+  // Under mu: marks block `block` (present or fetching) to be dropped, or takes it as a victim
+  // now if present and unpinned. False if there was nothing to drop.
+  bool MarkInvalidLocked(KeyEntry* e, uint64_t block, std::vector<BlockRef>* victims);
+  // Under mu: a present, unpinned block leaves the LRU and `used` and becomes a victim.
+  void TakeLocked(KeyEntry* e, uint64_t block, std::vector<BlockRef>* victims);
   // Under mu: picks unpinned LRU victims freeing >= `need` bytes, marks them kEvicting and
   // subtracts them from used. Picks none (returns false) if that is impossible.
   bool PickVictimsLocked(uint64_t need, std::vector<BlockRef>* victims);
