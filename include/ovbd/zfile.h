@@ -23,8 +23,17 @@
 //     index_size == ceil(original_size / block_size), jump-table CRC if CALC_DIGEST, each entry
 //     in [1 (5 with CRC), compressBound(block_size) (+4)], entries summing to index_offset - 512.
 // Blocks that grew when compressed (larger than block_size) are valid and read back.
+//
+// Refetch: compressed bytes that fail a check (a block CRC or a failed decompression on read;
+// the header/trailer digest, jump-table CRC or a cap at Open) are dropped from the file below
+// with ReadableFile::Invalidate. If it says a reread may differ (a cache over a registry blob),
+// the bytes are read and checked again, ReadOptions::attempts reads in all, waiting `backoff`
+// before the second read and twice as long before each next one; then (or at once if the file
+// says rereading is pointless) the Corruption is returned, naming the file, block, compressed
+// offset and cause, plus "after N reads" when it was retried.
 #pragma once
 
+#include <chrono>
 #include <concepts>
 #include <cstdint>
 #include <functional>
@@ -75,6 +84,15 @@ struct Info {
   uint64_t file_size = 0;           // compressed file size
 };
 
+inline constexpr int kDefaultReadAttempts = 3;
+inline constexpr std::chrono::milliseconds kDefaultRefetchBackoff{100};
+
+// How a Reader rereads bytes that failed a check (see "Refetch" above).
+struct ReadOptions {
+  int attempts = kDefaultReadAttempts;  // reads in all, >= 1
+  std::chrono::milliseconds backoff = kDefaultRefetchBackoff;
+};
+
 // True if `file` starts with a ZFile header (magic + HEADER flag). Does not check more.
 // An I/O error reading the first 512 bytes is returned as such; a short file is just "false".
 Result<bool> IsZFile(const ReadableFile& file);
@@ -98,6 +116,8 @@ class Reader : public ReadableFile {
 Result<std::unique_ptr<Reader>> Open(std::unique_ptr<ReadableFile> file);
 // Same, sharing ownership of the compressed file.
 Result<std::unique_ptr<Reader>> Open(std::shared_ptr<const ReadableFile> file);
+// Same, with how failed checks are retried (default: ReadOptions{}).
+Result<std::unique_ptr<Reader>> Open(std::shared_ptr<const ReadableFile> file, const ReadOptions& options);
 // Resolves the ambiguity for a unique_ptr to a derived file type (e.g. FaultInjectionFile).
 template <typename F>
   requires(std::derived_from<F, ReadableFile> && !std::same_as<F, ReadableFile>)

@@ -1,13 +1,17 @@
 #include "zfile/metadata.h"
 
 #include <cstdio>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/checked.h"
 #include "base/crc32c.h"
 #include "zfile/codec.h"
 #include "zfile/format.h"
+#include "zfile/refetch.h"
 
 namespace ovbd::zfile {
 namespace {
@@ -120,12 +124,50 @@ Result<Metadata> LoadMetadataNoContext(const ReadableFile& file) {
   return meta;
 }
 
+// Remembers the ranges read through it, so that a failed check can drop exactly those.
+class RangeLog final : public ReadableFile {
+ public:
+  explicit RangeLog(const ReadableFile& base) : base_(base) {}
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    {
+      std::lock_guard lock(mu_);
+      ranges_.emplace_back(offset, buf.size());
+    }
+    return base_.ReadAt(offset, buf);
+  }
+  uint64_t Size() const override { return base_.Size(); }
+  const std::string& Name() const override { return base_.Name(); }
+  // Invalidates every range read since the last call; true if a reread of any may differ.
+  bool InvalidateRead() const {
+    std::lock_guard lock(mu_);
+    bool may_differ = false;
+    for (const auto& [offset, length] : ranges_) may_differ |= base_.Invalidate(offset, length);
+    ranges_.clear();
+    return may_differ;
+  }
+
+ private:
+  const ReadableFile& base_;
+  mutable std::mutex mu_;
+  mutable std::vector<std::pair<uint64_t, uint64_t>> ranges_;
+};
+
 }  // namespace
 
-Result<Metadata> LoadMetadata(const ReadableFile& file) {
-  Result<Metadata> r = LoadMetadataNoContext(file);
-  if (!r.ok()) return r.status().WithContext(file.Name());
-  return r;
+Result<Metadata> LoadMetadata(const ReadableFile& file, const ReadOptions& options) {
+  RangeLog log(file);
+  std::optional<Metadata> meta;
+  Status s = WithRefetch(
+      options,
+      [&] {
+        Result<Metadata> r = LoadMetadataNoContext(log);
+        if (!r.ok()) return r.status();
+        meta = std::move(r).value();
+        return Status::OK();
+      },
+      [&] { return log.InvalidateRead(); });
+  if (!s.ok()) return s.WithContext(file.Name());
+  return std::move(*meta);
 }
 
 }  // namespace ovbd::zfile

@@ -6,7 +6,8 @@
 //      == ceil(original_size / block_size)) -> read jump table -> CRC -> JumpTable::Build
 //
 // Every check happens before the allocation it guards. Errors carry the file name and the
-// offset/field at fault.
+// offset/field at fault. A Corruption drops the bytes read from `file` (Invalidate) and, if a
+// reread may differ, loads again as ReadOptions says (zfile/refetch.h).
 #pragma once
 
 #include <memory>
@@ -22,6 +23,6 @@ struct Metadata {
   JumpTable table;
 };
 
-Result<Metadata> LoadMetadata(const ReadableFile& file);
+Result<Metadata> LoadMetadata(const ReadableFile& file, const ReadOptions& options = {});
 
 }  // namespace ovbd::zfile

@@ -8,6 +8,10 @@
 // Why a loop of CRCs, then a loop of decompressions: alternating the (AVX-512) CRC code and the
 // (scalar) LZ4 decoder block by block made sequential 4 KiB-block reads ~10% slower than
 // running each in its own tight loop over the same cache-hot bytes.
+//
+// A run that fails its CRCs or its decompression is dropped from the compressed file below
+// (Invalidate) and, if that file says a reread may differ, read again (zfile/refetch.h): bytes
+// corrupted in transit and cached are refetched instead of failing every later read.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -19,6 +23,7 @@
 #include "zfile/codec.h"
 #include "zfile/format.h"
 #include "zfile/metadata.h"
+#include "zfile/refetch.h"
 #include "zfile/scratch.h"
 
 namespace ovbd::zfile {
@@ -40,8 +45,8 @@ std::string Hex32(uint32_t v) {
 
 class ZFileReader final : public Reader {
  public:
-  ZFileReader(std::shared_ptr<const ReadableFile> file, Metadata meta)
-      : file_(std::move(file)), table_(std::move(meta.table)) {
+  ZFileReader(std::shared_ptr<const ReadableFile> file, Metadata meta, const ReadOptions& options)
+      : file_(std::move(file)), table_(std::move(meta.table)), options_(options) {
     info_ = meta.info;
   }
 
@@ -72,9 +77,18 @@ class ZFileReader final : public Reader {
                         Scratch* scratch) const;
   // Fetches blocks [first, end) and decodes them into the read [offset, offset + buf.size()).
   Status ReadRun(uint64_t first, uint64_t end, uint64_t offset, std::span<uint8_t> buf, Scratch* scratch) const;
+  Status ReadRunOnce(uint64_t first, uint64_t end, uint64_t offset, std::span<uint8_t> buf, Scratch* scratch) const;
+  // Fetches, checks and decodes blocks [first, end) into scratch (VerifyAll).
+  Status VerifyRunOnce(uint64_t first, uint64_t end, Scratch* scratch) const;
+  // Drops the compressed entries of blocks [first, end) from the file below; true if a reread
+  // may return other bytes.
+  bool InvalidateRun(uint64_t first, uint64_t end) const {
+    return file_->Invalidate(table_.Offset(first), table_.Offset(end) - table_.Offset(first));
+  }
 
   std::shared_ptr<const ReadableFile> file_;
   JumpTable table_;
+  ReadOptions options_;
 };
 
 uint64_t ZFileReader::RunEnd(uint64_t first, uint64_t limit) const {
@@ -162,6 +176,13 @@ Status ZFileReader::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
 
 Status ZFileReader::ReadRun(uint64_t first, uint64_t end, uint64_t offset, std::span<uint8_t> buf,
                             Scratch* scratch) const {
+  return WithRefetch(
+      options_, [&] { return ReadRunOnce(first, end, offset, buf, scratch); },
+      [&] { return InvalidateRun(first, end); });
+}
+
+Status ZFileReader::ReadRunOnce(uint64_t first, uint64_t end, uint64_t offset, std::span<uint8_t> buf,
+                                Scratch* scratch) const {
   OVBD_ASSIGN_OR_RETURN(const uint8_t* entry, FetchRun(first, end, scratch));
   OVBD_RETURN_IF_ERROR(CheckRunCrcs(first, end, entry));
   for (uint64_t b = first; b < end; b++) {
@@ -184,15 +205,21 @@ Status ZFileReader::VerifyAll(const ProgressFn& progress) const {
   Scratch scratch;
   for (uint64_t first = 0; first < total;) {
     const uint64_t end = RunEnd(first, total);
-    OVBD_ASSIGN_OR_RETURN(const uint8_t* entry, FetchRun(first, end, &scratch));
-    OVBD_RETURN_IF_ERROR(CheckRunCrcs(first, end, entry));
-    uint8_t* tmp = scratch.Block(info_.block_size);
-    for (uint64_t b = first; b < end; b++) {
-      OVBD_RETURN_IF_ERROR(DecodeBlock(b, entry, std::span<uint8_t>(tmp, BlockLength(b))));
-      entry += table_.EntrySize(b);
-    }
+    OVBD_RETURN_IF_ERROR(WithRefetch(
+        options_, [&] { return VerifyRunOnce(first, end, &scratch); }, [&] { return InvalidateRun(first, end); }));
     first = end;
     if (progress) progress(first, total);
+  }
+  return Status::OK();
+}
+
+Status ZFileReader::VerifyRunOnce(uint64_t first, uint64_t end, Scratch* scratch) const {
+  OVBD_ASSIGN_OR_RETURN(const uint8_t* entry, FetchRun(first, end, scratch));
+  OVBD_RETURN_IF_ERROR(CheckRunCrcs(first, end, entry));
+  uint8_t* tmp = scratch->Block(info_.block_size);
+  for (uint64_t b = first; b < end; b++) {
+    OVBD_RETURN_IF_ERROR(DecodeBlock(b, entry, std::span<uint8_t>(tmp, BlockLength(b))));
+    entry += table_.EntrySize(b);
   }
   return Status::OK();
 }
@@ -208,9 +235,14 @@ Result<bool> IsZFile(const ReadableFile& file) {
 }
 
 Result<std::unique_ptr<Reader>> Open(std::shared_ptr<const ReadableFile> file) {
+  return Open(std::move(file), ReadOptions{});
+}
+
+Result<std::unique_ptr<Reader>> Open(std::shared_ptr<const ReadableFile> file, const ReadOptions& options) {
   if (file == nullptr) return Status::InvalidArgument("zfile::Open: null file");
-  OVBD_ASSIGN_OR_RETURN(Metadata meta, LoadMetadata(*file));
-  return std::unique_ptr<Reader>(std::make_unique<ZFileReader>(std::move(file), std::move(meta)));
+  if (options.attempts < 1) return Status::InvalidArgument("zfile::Open: ReadOptions.attempts must be >= 1");
+  OVBD_ASSIGN_OR_RETURN(Metadata meta, LoadMetadata(*file, options));
+  return std::unique_ptr<Reader>(std::make_unique<ZFileReader>(std::move(file), std::move(meta), options));
 }
 
 Result<std::unique_ptr<Reader>> Open(std::unique_ptr<ReadableFile> file) {
