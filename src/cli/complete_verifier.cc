@@ -38,31 +38,29 @@ const char* CompleteVerifier::StateName(State s) {
   return "?";
 }
 
-Status CompleteVerifier::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
-  if (state_ == State::kMismatch) {
-    return Status::Corruption(Name() + ": the blob's sha256 does not match " + digest_ + " (every read fails)");
-  }
-  return base_->ReadAt(offset, buf);
-}
+// Never failed by the digest check (see the header): the blocks are checked below.
+Status CompleteVerifier::ReadAt(uint64_t offset, std::span<uint8_t> buf) const { return base_->ReadAt(offset, buf); }
 
 Status FetchTap::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
-  OVBD_RETURN_IF_ERROR(source_->ReadAt(offset, buf));
   std::shared_ptr<CompleteVerifier> v;
   {
     std::lock_guard lock(mu_);
     v = verifier_.lock();
   }
-  if (v && !buf.empty()) v->NoteRead(offset, buf.size());
+  const uint64_t generation = v ? v->generation() : 0;  // before the read: see NoteFetch
+  OVBD_RETURN_IF_ERROR(source_->ReadAt(offset, buf));
+  if (v && !buf.empty()) v->NoteFetch(offset, buf.size(), generation);
   return Status::OK();
 }
 
 // Adds [offset, offset+length) to the ranges read; the read that completes the blob starts the
 // check (joining an earlier check that gave up).
-void CompleteVerifier::Note(uint64_t offset, uint64_t length) const {
+void CompleteVerifier::Note(uint64_t offset, uint64_t length, uint64_t generation) const {
   if (state_ != State::kPartial || length == 0) return;
   uint64_t start = offset;
   uint64_t end = std::min(offset + length, base_->Size());
   std::lock_guard lock(mu_);
+  if (generation != generation_) return;  // begun before a reset: its bytes were dropped
   auto it = seen_.upper_bound(start);
   if (it != seen_.begin() && std::prev(it)->second >= start) --it;  // overlaps or touches the previous
   while (it != seen_.end() && it->first <= end) {                    // absorb every range it touches
@@ -90,25 +88,48 @@ void CompleteVerifier::StartCheckLocked() const {
 }
 
 void CompleteVerifier::Check() {
+  const std::optional<bool> match = HashMatches();
+  if (!match.has_value()) {  // e.g. registry down: try again after more reads
+    std::lock_guard lock(mu_);
+    ForgetLocked();
+    state_ = State::kPartial;
+    return;
+  }
+  if (*match) {
+    state_ = State::kVerified;
+    return;
+  }
+  OnMismatch();
+}
+
+std::optional<bool> CompleteVerifier::HashMatches() {
   Sha256 sha;
   std::vector<uint8_t> buf(1u << 20);
   const uint64_t size = base_->Size();
   for (uint64_t off = 0; off < size; off += buf.size()) {
-    if (stop_) {
-      state_ = State::kPartial;
-      return;
-    }
+    if (stop_) return std::nullopt;
     std::span<uint8_t> chunk(buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off)));
-    if (!base_->ReadAt(off, chunk).ok()) {  // e.g. registry down: try again after more reads
-      std::lock_guard lock(mu_);
-      seen_.clear();
-      covered_ = 0;
-      state_ = State::kPartial;
-      return;
-    }
+    if (!base_->ReadAt(off, chunk).ok()) return std::nullopt;
     sha.Update(chunk);
   }
-  state_ = "sha256:" + sha.HexFinal() == digest_ ? State::kVerified : State::kMismatch;
+  return "sha256:" + sha.HexFinal() == digest_;
+}
+
+void CompleteVerifier::ForgetLocked() {
+  seen_.clear();
+  covered_ = 0;
+}
+
+// The cache is invalidated under mu_, so that no fetch is noted between the reset and the drop
+// (lock order: mu_, then the cache store's; nothing below calls back into this verifier while
+// holding a lock of its own).
+void CompleteVerifier::OnMismatch() {
+  const bool last = ++mismatches_ >= kMaxMismatches;
+  std::lock_guard lock(mu_);
+  generation_++;
+  ForgetLocked();
+  (void)base_->Invalidate(0, base_->Size());  // the next reads fetch every block again
+  state_ = last ? State::kMismatch : State::kPartial;
 }
 
 }  // namespace ovbd::cli
