@@ -17,6 +17,8 @@
 #  10  ovbd cache status / prune
 #  11  --download: whole layers downloaded in the background, verified, reads switch to them
 #  12  ovbd attach --fuse-only of the registry-backed image
+#  13  bytes corrupted in transit: EIO while the registry corrupts, then right again by itself
+#      (same server, and a restart on the same cache directory): nothing bad stays cached
 #
 # usage: lazy_test.sh OVBD_BINARY VECTORS_DIR
 # Exit: 0 all passed, 1 a failure, 77 skipped (a tool is missing; the reason is printed).
@@ -306,6 +308,43 @@ if [ "$(id -u)" -eq 0 ] && [ -c /dev/fuse ]; then
 else
   echo "SKIP (part): attach needs root and /dev/fuse"
 fi
+
+# ---- 13. bytes corrupted in transit are refetched once the registry heals --------------------
+# The image's metadata is loaded with a healthy registry; then every blob response gets a byte
+# flipped. A ZFile run that fails its CRCs is dropped from the cache and read again (3 reads),
+# then the read fails (EIO). Healthy again, the same reads are right: in the same server, and
+# after a restart on the same cache directory (no block that failed a check stays cached).
+corrupt_all() { faults '{"reset": true, "path_regex": "/blobs/", "corrupt": {"p": 1.0}}'; }
+if start heal "${COMMON[@]}" --cache-dir "$T/c13"; then
+  corrupt_all
+  check "corrupt in transit: the read fails (EIO), no wrong bytes" sh -c "! nbdcopy '$URI' '$T/got13.img'"
+  check "corrupt in transit: bytes were flipped" test "$(proxy_stat faults.corrupt)" -gt 0
+  faults '{"reset": true}'
+  stop || bad "heal: stop"
+fi
+if start heal-restart "${COMMON[@]}" --cache-dir "$T/c13"; then
+  check "healed registry: a restart on the same cache reads everything right" same_as_local
+  stop || bad "heal-restart: stop"
+fi
+if start heal-same "${COMMON[@]}" --cache-dir "$T/c13b"; then
+  corrupt_all
+  check "corrupt in transit (2): the read fails (EIO)" sh -c "! nbdcopy '$URI' '$T/got13.img'"
+  faults '{"reset": true}'
+  check "healed registry: the same server reads everything right" same_as_local
+  verified13() { "$OVBD" ctl "$CTL" status | "$PY" -c 'import json,sys
+print(sum(l["digest_check"] == "verified" for l in json.load(sys.stdin)["remote_layers"]))'; }
+  for _ in $(seq 1 100); do [ "$(verified13)" -ge 1 ] && break; sleep 0.05; done
+  check "healed registry: a blob's sha256 verifies (a mismatch is not final)" test "$(verified13)" -ge 1
+  stop || bad "heal-same: stop"
+fi
+# The same with one-shot processes sharing a cache directory; the error names blob and cause.
+OCI13="oci+http://$PROXY_ADDR/lazy/app@$D0 oci+http://$PROXY_ADDR/lazy/app@$D1"
+corrupt_all
+check "corrupt in transit: ovbd cat fails naming the blob and the retries" sh -c \
+  "! '$OVBD' cat --cache-dir '$T/c13c' $OCI13 > /dev/null 2> '$T/cat13.err' && grep -q 'after 3 reads' '$T/cat13.err' && grep -q 'lazy/app' '$T/cat13.err'"
+faults '{"reset": true}'
+check "healed registry: ovbd cat on the same cache directory is right" sh -c \
+  "'$OVBD' cat --cache-dir '$T/c13c' $OCI13 | cmp - '$T/ref.img'"
 
 # ---- 10. ovbd cache status / prune --------------------------------------------------------------
 check "cache status lists both blobs" sh -c "'$OVBD' cache status --cache-dir '$T/c1' | grep -q '$D0' && '$OVBD' cache status --cache-dir '$T/c1' | grep -q '$D1'"
