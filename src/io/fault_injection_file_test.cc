@@ -67,6 +67,11 @@ TEST(FaultInjectionFile, InjectedErrorsFireOnce) {
   EXPECT_TRUE(f.Sync().ok());
 }
 
+TEST(FaultInjectionFile, ForwardsInvalidate) {
+  FaultInjectionFile f(NewMemFile("m"));
+  EXPECT_FALSE(f.Invalidate(0, 10));  // a memory file: rereading is pointless
+}
+
 TEST(FaultInjectionFile, FlipsAByteOnRead) {
   auto data = MakeData(9, 1000);
   FaultInjectionFile f(NewMemFile("disk"));

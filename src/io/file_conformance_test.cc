@@ -1,7 +1,9 @@
 // One conformance suite run against every RandomRWFile implementation (principle 9).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <thread>
+#include <utility>
 
 #include "ovbd/io.h"
 #include "testutil.h"
@@ -138,6 +140,47 @@ TEST(SliceFile, PresentsARangeAndChecksBounds) {
   std::vector<uint8_t> c(11);
   EXPECT_FALSE((*slice)->ReadAt(190, c).ok());
   EXPECT_FALSE(NewSliceFile(base, 900, 101).ok());
+}
+
+// Remembers the ranges it was asked to invalidate; says a reread may differ.
+class InvalidateRecorder final : public ReadableFile {
+ public:
+  Status ReadAt(uint64_t, std::span<uint8_t> buf) const override {
+    std::fill(buf.begin(), buf.end(), 0);
+    return Status::OK();
+  }
+  uint64_t Size() const override { return 1000; }
+  const std::string& Name() const override { return name_; }
+  bool Invalidate(uint64_t offset, uint64_t length) const override {
+    ranges.emplace_back(offset, length);
+    return true;
+  }
+  mutable std::vector<std::pair<uint64_t, uint64_t>> ranges;
+
+ private:
+  std::string name_ = "recorder";
+};
+
+TEST(ReadableFile, InvalidateIsPointlessForLocalFiles) {
+  TempDir dir;
+  EXPECT_FALSE(NewMemReadableFile("m", MakeData(1, 100))->Invalidate(0, 100));
+  auto rw = NewMemFile("rw");
+  EXPECT_FALSE(rw->Invalidate(0, 1));
+  ASSERT_TRUE(WriteFileAtomically(dir.Join("f"), MakeData(2, 100)).ok());
+  auto posix = OpenReadableFile(dir.Join("f"));
+  ASSERT_TRUE(posix.ok());
+  EXPECT_FALSE((*posix)->Invalidate(0, 100));
+}
+
+TEST(SliceFile, ForwardsInvalidateInTheBaseFileOffsets) {
+  auto base = std::make_shared<InvalidateRecorder>();
+  auto slice = NewSliceFile(base, 100, 200);
+  ASSERT_TRUE(slice.ok());
+  EXPECT_TRUE((*slice)->Invalidate(10, 50));
+  EXPECT_TRUE((*slice)->Invalidate(150, 500));  // clipped to the slice
+  EXPECT_FALSE((*slice)->Invalidate(200, 10));  // past the slice: nothing asked
+  using R = std::pair<uint64_t, uint64_t>;
+  EXPECT_EQ(base->ranges, (std::vector<R>{{110, 50}, {250, 50}}));
 }
 
 TEST(CopyFile, CopiesWithProgress) {
