@@ -84,7 +84,7 @@ struct CacheStats {
                                 // (refill_size) and CachedFile Prefetch hints
   uint64_t evicted_bytes = 0;   // bytes evicted (capacity or Prune)
   uint64_t corrupt_blocks = 0;  // cached blocks that failed verification and were dropped
-  uint64_t invalidated_blocks = 0;  // blocks dropped by Invalidate (a reader's check failed)
+  uint64_t invalidated_blocks = 0;  // blocks dropped because a check failed: Invalidate (a reader's check) or their own CRC32C
   size_t files = 0;             // keys known to the store
 };
 

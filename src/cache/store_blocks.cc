@@ -126,13 +126,10 @@ void CacheStore::Impl::EndHitLocked(KeyEntry* e, uint64_t block, bool verified) 
   }
   stats.corrupt_blocks++;
   if (slot.state != BlockState::kPresent) return;  // another reader already dropped it
-  // Dropped in memory only: the refetch overwrites data and entry; until then the stale entry
-  // on disk still fails verification after a restart.
-  lru.erase(slot.lru);
-  slot.state = BlockState::kAbsent;
-  slot.drop = false;
-  stats.used -= slot.length;
-  e->cached_bytes -= slot.length;
+  // Dropped like an invalidated block: at once if no other reader holds it, else at its release
+  // (EndHit). Its entry is cleared on disk too, so a restart (or `ovbd cache verify` run twice)
+  // does not find it again when no refetch came to overwrite it.
+  slot.drop = true;
 }
 
 void CacheStore::Impl::FinishFetch(KeyEntry* e, uint64_t block, const Status& status,
