@@ -1,6 +1,7 @@
-// ovbd cache status|prune: look at or shrink the local cache of registry blobs while no server
-// uses it (a running server holds the directory's lock; ask it with `ovbd ctl SOCKET status`).
+// ovbd cache status|prune|verify: look at, shrink or re-check the local cache of registry blobs
+// while no server uses it (a running server holds the directory's lock; ask it with `ovbd ctl SOCKET status`).
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <limits>
@@ -10,7 +11,10 @@
 #include "cli/command.h"
 #include "cli/lazy_layers.h"
 #include "cli/options.h"
+#include "base/hash.h"
 #include "ovbd/cache.h"
+#include "ovbd/cache_verify.h"
+#include "ovbd/digest_table.h"
 
 namespace ovbd::cli {
 namespace {
@@ -87,6 +91,68 @@ Status RunPrune(const CacheArgs& a) {
   return Status::OK();
 }
 
+// The digest table serving linked to `key` (CACHE_DIR/tables/KEY.table, see lazy_layers.cc), if
+// any; a link to a missing or broken table is an error (the table is what verifies the blob).
+Result<std::optional<remote::DigestTable>> LinkedTable(const std::string& dir, const cache::CachedFileInfo& f) {
+  const std::string link = dir + "/tables/" + f.key + ".table";
+  struct stat st {};
+  if (::lstat(link.c_str(), &st) != 0) return std::optional<remote::DigestTable>();
+  auto file = OpenReadableFile(link);
+  if (!file.ok()) return file.status().WithContext("digest table of " + f.key);
+  OVBD_ASSIGN_OR_RETURN(auto bytes, ReadAll(**file));
+  OVBD_ASSIGN_OR_RETURN(auto table, remote::DecodeDigestTable(bytes, link));
+  if (table.blob_size != f.size) {
+    return Status::Corruption(link + ": describes " + std::to_string(table.blob_size) + " bytes, the cached blob has " +
+                              std::to_string(f.size));
+  }
+  return std::optional(std::move(table));
+}
+
+cache::ContentCheck TableCheck(const remote::DigestTable& table) {
+  return [&table](uint64_t offset, std::span<const uint8_t> bytes) {
+    const uint64_t chunk = offset / table.chunk_size;
+    Sha256 sha;
+    sha.Update(bytes);
+    const auto got = sha.Final();
+    if (chunk < table.chunks.size() && got == table.chunks[chunk]) return Status::OK();
+    return Status::Corruption("chunk " + std::to_string(chunk) + " does not match the digest table (sha256 " +
+                              ToHex(got) + ")");
+  };
+}
+
+Status RunVerify(const CacheArgs& a) {
+  OVBD_ASSIGN_OR_RETURN(auto store, OpenStore(a));
+  nlohmann::ordered_json keys = nlohmann::ordered_json::array();
+  uint64_t checked = 0, problems = 0;
+  for (const auto& f : store->Files()) {
+    OVBD_ASSIGN_OR_RETURN(auto table, LinkedTable(a.dir, f));
+    const uint64_t unit = table ? table->chunk_size : 0;
+    OVBD_ASSIGN_OR_RETURN(cache::VerifyReport r,
+                          cache::VerifyCachedKey(store, f.key, f.size, unit, table ? TableCheck(*table) : nullptr));
+    checked += r.checked_bytes;
+    problems += r.problems.size();
+    nlohmann::ordered_json bad = nlohmann::ordered_json::array();
+    for (const auto& p : r.problems) bad.push_back({{"offset", p.offset}, {"length", p.length}, {"cause", p.cause}});
+    keys.push_back({{"key", f.key}, {"checked_bytes", r.checked_bytes}, {"table_checked_bytes", r.content_checked_bytes},
+                    {"digest_table", table.has_value()}, {"problems", bad}});
+    if (a.json) continue;
+    std::printf("%s: %s read back%s, %zu bad\n", f.key.c_str(), Human(r.checked_bytes).c_str(),
+                table ? (", " + Human(r.content_checked_bytes) + " against its digest table").c_str() : "",
+                r.problems.size());
+    for (const auto& p : r.problems) {
+      std::printf("  bytes %llu+%llu dropped: %s\n", static_cast<unsigned long long>(p.offset),
+                  static_cast<unsigned long long>(p.length), p.cause.c_str());
+    }
+  }
+  if (a.json) {
+    std::printf("%s\n", nlohmann::ordered_json({{"dir", a.dir}, {"checked_bytes", checked}, {"bad_blocks", problems},
+                                                {"blobs", keys}}).dump(2).c_str());
+  }
+  if (problems == 0) return Status::OK();
+  return Status::Corruption(a.dir + ": " + std::to_string(problems) +
+                            " cached ranges failed verification; they were dropped and will be fetched again");
+}
+
 void AddDir(CLI::App* cmd, CacheArgs* a) {
   cmd->add_option("--cache-dir", a->dir, "The cache directory (serve/attach --cache-dir)")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print JSON");
@@ -96,10 +162,11 @@ void AddDir(CLI::App* cmd, CacheArgs* a) {
 
 void AddCacheCommand(CLI::App& parent, Commands* commands) {
   CLI::App* group = parent.add_subcommand(
-      "cache", "Inspect or shrink the local cache of registry blobs (not while a server uses it)");
+      "cache", "Inspect, shrink or re-check the local cache of registry blobs (not while a server uses it)");
   group->require_subcommand(1);
   group->footer("\nExamples:\n  ovbd cache status --cache-dir /var/cache/ovbd\n"
                 "  ovbd cache prune --cache-dir /var/cache/ovbd --to 1G\n"
+                "  ovbd cache verify --cache-dir /var/cache/ovbd --json\n"
                 "  ovbd ctl /run/ovbd/serve-PID.sock.ctl status   # the cache of a running server");
   auto args = std::make_shared<CacheArgs>();
   CLI::App* status = group->add_subcommand("status", "Cached blobs: key, size, bytes cached");
@@ -111,6 +178,13 @@ void AddCacheCommand(CLI::App& parent, Commands* commands) {
       ->check(SizeValidator(1, false))
       ->capture_default_str();
   commands->push_back({prune, "cache prune", [args] { return RunPrune(*args); }});
+  CLI::App* verify = group->add_subcommand(
+      "verify",
+      "Re-check every cached block: its CRC32C (bytes rotted on disk) and, for blobs served with a digest "
+      "table, the sha256 of every chunk held whole. Bad blocks are dropped (the next read fetches them "
+      "again); exit status 1 if any was found");
+  AddDir(verify, args.get());
+  commands->push_back({verify, "cache verify", [args] { return RunVerify(*args); }});
 }
 
 }  // namespace ovbd::cli

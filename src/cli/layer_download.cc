@@ -3,7 +3,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <thread>
 
 #include "base/hash.h"
 
@@ -99,42 +103,74 @@ void Downloader::Run(unsigned delay_s) {
   stats_.finished = true;
 }
 
-Status Downloader::DownloadOne(const DownloadJob& job) {
-  ::mkdir((dir_ + "/layers").c_str(), 0755);
-  const std::string path = DownloadPath(dir_, job.digest);
+Status DownloadBlob(const ReadableFile& source, const std::string& digest, const std::string& path,
+                    const PaceFn& pace) {
+  const std::string dir = path.substr(0, path.rfind('/'));
+  if (!dir.empty() && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::IOError(dir + ": cannot create directory: " + std::strerror(errno));
+  }
   // Synced: the file is named by its digest, and the next start trusts a file of that name.
   OVBD_ASSIGN_OR_RETURN(auto atomic, AtomicFile::Create(path, AtomicFileOptions{}));
   WritableFile* out = atomic->file();
   Sha256 sha;
   std::vector<uint8_t> buf(4u << 20);
-  const auto start = std::chrono::steady_clock::now();
-  const uint64_t size = job.source->Size();
+  const uint64_t size = source.Size();
   for (uint64_t off = 0; off < size;) {
     const auto n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - off));
     std::span<uint8_t> chunk(buf.data(), n);
-    OVBD_RETURN_IF_ERROR(job.source->ReadAt(off, chunk));
+    OVBD_RETURN_IF_ERROR(source.ReadAt(off, chunk));
     sha.Update(chunk);
     OVBD_RETURN_IF_ERROR(out->Append(chunk));
     off += n;
-    {
-      std::lock_guard lock(mu_);
-      stats_.bytes += n;
-    }
-    if (rate_ > 0) {  // stay under `rate` bytes/s on average since the start of this blob
-      const auto due = start + std::chrono::milliseconds(off * 1000 / rate_);
-      const auto now = std::chrono::steady_clock::now();
-      if (due > now && !Sleep(std::chrono::duration_cast<std::chrono::milliseconds>(due - now))) {
-        return Status::Unavailable("download cancelled");
-      }
-    }
-    std::lock_guard lock(mu_);
-    if (cancel_) return Status::Unavailable("download cancelled");
+    if (pace && !pace(off)) return Status::Unavailable("download cancelled");
   }
   const std::string got = "sha256:" + sha.HexFinal();
-  if (got != job.digest) {  // the temporary file goes with `atomic`
-    return Status::Corruption(job.source->Name() + ": downloaded blob has digest " + got);
+  if (got != digest) {  // the temporary file goes with `atomic`
+    return Status::Corruption(source.Name() + ": downloaded " + std::to_string(size) + " bytes have digest " + got +
+                              ", expected " + digest);
   }
-  OVBD_RETURN_IF_ERROR(atomic->Commit());
+  return atomic->Commit();
+}
+
+Result<std::shared_ptr<const ReadableFile>> FetchVerifiedCopy(const ReadableFile& source, const std::string& digest,
+                                                              const std::string& dir, unsigned attempts) {
+  const std::string path = dir + "/" + digest;
+  Status last = Status::OK();
+  unsigned tries = 0;
+  for (unsigned i = 0; i < std::max(attempts, 1u); ++i) {
+    auto existing = OpenReadableFile(path);
+    if (existing.ok() && (*existing)->Size() == source.Size()) {
+      return std::shared_ptr<const ReadableFile>(std::move(existing).value());
+    }
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100u << std::min(i - 1, 4u)));
+    ++tries;
+    last = DownloadBlob(source, digest, path);
+    // Only a wrong digest is worth another try here: the source retries transport errors itself.
+    if (!last.ok() && last.code() != Code::kCorruption) break;
+  }
+  auto copy = OpenReadableFile(path);
+  if (last.ok() && copy.ok()) return std::shared_ptr<const ReadableFile>(std::move(copy).value());
+  if (last.ok()) last = copy.status();
+  return last.WithContext("download of " + digest + " (" + std::to_string(tries) + (tries == 1 ? " attempt)" : " attempts)"));
+}
+
+Status Downloader::DownloadOne(const DownloadJob& job) {
+  const std::string path = DownloadPath(dir_, job.digest);
+  const auto start = std::chrono::steady_clock::now();
+  uint64_t counted = 0;
+  auto pace = [&](uint64_t done) {
+    {
+      std::lock_guard lock(mu_);
+      stats_.bytes += done - counted;
+      counted = done;
+      if (cancel_) return false;
+    }
+    if (rate_ == 0) return true;  // stay under `rate` bytes/s on average since the start of this blob
+    const auto due = start + std::chrono::milliseconds(done * 1000 / rate_);
+    const auto now = std::chrono::steady_clock::now();
+    return due <= now || Sleep(std::chrono::duration_cast<std::chrono::milliseconds>(due - now));
+  };
+  OVBD_RETURN_IF_ERROR(DownloadBlob(*job.source, job.digest, path, pace));
   auto local = OpenReadableFile(path);
   if (!local.ok()) return local.status();
   return job.target->Switch(std::shared_ptr<const ReadableFile>(std::move(local).value()));

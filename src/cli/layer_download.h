@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +50,20 @@ std::string DownloadPath(const std::string& cache_dir, const std::string& digest
 // The complete, verified copy of `digest`, if there is one of `size` bytes; nullptr if not.
 std::shared_ptr<const ReadableFile> OpenDownloaded(const std::string& cache_dir, const std::string& digest,
                                                    uint64_t size);
+
+// Copies all of `source` to `path` (atomically, synced: the name promises the content) while
+// hashing it; the copy is kept only if its sha256 equals `digest` (Corruption naming the source,
+// the digest expected and the one got, otherwise). `pace(done)` is called after each 4 MiB
+// piece and may sleep; returning false cancels (Unavailable). Creates the parent directory.
+using PaceFn = std::function<bool(uint64_t done)>;
+Status DownloadBlob(const ReadableFile& source, const std::string& digest, const std::string& path,
+                    const PaceFn& pace = nullptr);
+// DownloadBlob into `dir`/<digest> unless a copy of the right size is there already, retried
+// up to `attempts` times (a registry that sent corrupted bytes once may send good ones next), then
+// the copy, opened. For blobs that must be whole before use: layers that check nothing
+// themselves, digest tables.
+Result<std::shared_ptr<const ReadableFile>> FetchVerifiedCopy(const ReadableFile& source, const std::string& digest,
+                                                              const std::string& dir, unsigned attempts = 3);
 
 struct DownloadJob {
   std::string digest;                            // "sha256:<hex>"

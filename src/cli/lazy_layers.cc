@@ -4,10 +4,12 @@
 #include <signal.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 #include <iostream>
 
@@ -54,6 +56,11 @@ void AddLazyArgs(CLI::App* cmd, LazyArgs* a, bool with_trace) {
       ->check(CLI::Range(1u, 64u))
       ->group(group)
       ->capture_default_str();
+  cmd->add_flag("--trust-unverified", a->trust_unverified,
+                "Read registry layers that nothing verifies piece by piece (no digest table from ovbd push, "
+                "not a ZFile with CRCs) lazily anyway. By default such a layer is downloaded whole to "
+                "CACHE_DIR/layers and its sha256 checked before its first read is answered")
+      ->group(group);
   if (!with_trace) return;
   auto* record = cmd->add_option("--record-trace", a->record_trace,
                                  "Record the ranges of registry blobs read while serving; written at exit")
@@ -114,6 +121,7 @@ std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config) {
       r.digest = l.digest;
       r.repo_blob_url = config.repo_blob_url;
       r.size = l.size;
+      r.digest_table = l.digest_table;
     }
     refs.push_back(std::move(r));
   }
@@ -131,6 +139,29 @@ remote::RemoteOptions ToRemoteOptions(const LazyArgs& a) {
   o.retry_for = std::chrono::seconds(a.remote_timeout_s);
   o.io_timeout = std::min<std::chrono::milliseconds>(o.io_timeout, std::chrono::seconds(a.remote_timeout_s));
   return o;
+}
+
+// How a remote lower's bytes are proven (ctl status "verification").
+constexpr const char* kCheckDigestTable = "digest table";
+constexpr const char* kCheckZFileCrc = "zfile crc";
+constexpr const char* kCheckDownloaded = "downloaded whole, sha256";
+constexpr const char* kCheckLocalCopy = "local copy, sha256";
+constexpr const char* kCheckNone = "none (--trust-unverified)";
+
+// CACHE_DIR/tables/<blob digest>.table -> <table digest>: which table checks which cached blob
+// (ovbd cache verify). Best effort: serving does not need the link.
+void LinkTable(const std::string& cache_dir, const std::string& blob_digest, const std::string& table_digest) {
+  const std::string link = cache_dir + "/tables/" + blob_digest + ".table";
+  char target[256];
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target));
+  if (n > 0 && std::string(target, static_cast<size_t>(n)) == table_digest) return;
+  ::unlink(link.c_str());
+  (void)::symlink(table_digest.c_str(), link.c_str());
+}
+
+bool HasTableLink(const std::string& cache_dir, const std::string& blob_digest) {
+  struct stat st {};
+  return ::lstat((cache_dir + "/tables/" + blob_digest + ".table").c_str(), &st) == 0;
 }
 
 bool FileExists(const std::string& path) {
@@ -158,6 +189,11 @@ Result<std::unique_ptr<LayerSession>> LayerSession::Open(const LazyArgs& args, s
   s->download_ = args.download || config_download.enable;
   s->download_delay_s_ = args.download ? args.download_delay_s : config_download.delay_s;
   s->download_rate_ = args.download ? ParsedSize(args.download_rate) : config_download.max_mbps * (1ull << 20);
+  s->trust_unverified_ = args.trust_unverified;
+  s->checks_.assign(s->refs_.size(), "");
+  s->raw_sources_.assign(s->refs_.size(), nullptr);
+  s->needs_download_.assign(s->refs_.size(), false);
+  s->verify_stats_ = std::make_shared<remote::VerifyStats>();
   OVBD_RETURN_IF_ERROR(s->SetUpTrace(args, config_trace));
   OVBD_RETURN_IF_ERROR(s->OpenAll(args));
   return s;
@@ -208,15 +244,36 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
                               : remote::OpenOciReference(ref.oci, options);
   if (!blob.ok()) return blob.status().WithContext("lower " + std::to_string(index));
   std::shared_ptr<const ReadableFile> source(std::move(blob).value());
+  raw_sources_[index] = source;
   if (auto local = OpenDownloaded(args.cache_dir, ref.digest, source->Size())) {
     ++local_copies_;
+    checks_[index] = kCheckLocalCopy;
     return local;  // downloaded and verified by an earlier run
   }
-  auto tap = std::make_shared<FetchTap>(source);
-  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, ref.digest, tap));
+  std::shared_ptr<const ReadableFile> fetched = source;
+  if (ref.digest_table) {  // every fetched chunk is checked before the cache or a reader sees it
+    OVBD_ASSIGN_OR_RETURN(auto table, LoadDigestTable(args, index, options));
+    auto verified = remote::NewVerifiedFile(source, table, ref.Name(), {}, verify_stats_);
+    if (!verified.ok()) return verified.status().WithContext("lower " + std::to_string(index));
+    fetched = std::move(verified).value();
+    checks_[index] = kCheckDigestTable;
+  }
+  // Blobs read lazily without verification (--trust-unverified) are cached under a key of their
+  // own, so that their bytes are never taken for verified ones by a later run.
+  const std::string key = ref.digest + (checks_[index].empty() && trust_unverified_ ? ".unverified" : "");
+  auto tap = std::make_shared<FetchTap>(fetched);
+  OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, key, tap));
+  if (ref.digest_table) {
+    // The link says every block cached under this key came through a digest table. Without it,
+    // what is cached came from an earlier run that had no table (an older ovbd): dropped.
+    if (!HasTableLink(args.cache_dir, ref.digest) && !store_->CachedRanges(key).empty()) {
+      cached->Invalidate(0, cached->Size());
+    }
+    LinkTable(args.cache_dir, ref.digest, ref.digest_table->digest);
+  }
   auto verifier = CompleteVerifier::Create(std::shared_ptr<const ReadableFile>(std::move(cached)), ref.digest);
   tap->Attach(verifier);
-  for (const auto& [start, end] : store_->CachedRanges(ref.digest)) verifier->NoteRead(start, end - start);
+  for (const auto& [start, end] : store_->CachedRanges(key)) verifier->NoteRead(start, end - start);
   verifiers_[ref.digest] = verifier;
   std::shared_ptr<const ReadableFile> file = verifier;
   if (!download_) return file;
@@ -243,21 +300,128 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
   }
   // Unwrapping reads headers, jump tables and indexes: a few dependent round trips per registry
   // layer, so the layers are opened in parallel (threads end here, before attach forks).
-  std::vector<Result<lsmt::LowerLayer>> opened(blobs.size(), Status::IOError("not opened"));
+  std::vector<Result<std::optional<lsmt::LowerLayer>>> opened(blobs.size(), Status::IOError("not opened"));
   std::atomic<size_t> next{0};
   auto worker = [&] {
-    for (size_t i; (i = next++) < blobs.size();) opened[i] = image::OpenLowerFile(blobs[i], refs_[i].Name());
+    for (size_t i; (i = next++) < blobs.size();) opened[i] = OpenLazily(i, blobs[i]);
   };
   std::vector<std::thread> threads;
   const size_t n = remote_index == 0 ? 0 : std::min<size_t>(8, blobs.size()) - 1;
   for (size_t t = 0; t < n; ++t) threads.emplace_back(worker);
   worker();
   for (auto& t : threads) t.join();
+  std::vector<std::optional<lsmt::LowerLayer>> layers;
   for (auto& layer : opened) {
     if (!layer.ok()) return layer.status();
-    lowers_.push_back(std::move(layer).value());
+    layers.push_back(std::move(layer).value());
+  }
+  OVBD_RETURN_IF_ERROR(DownloadUnverifiable(&layers));
+  error_taps_.assign(refs_.size(), nullptr);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    lsmt::LowerLayer& layer = *layers[i];
+    if (refs_[i].remote()) {
+      error_taps_[i] = std::make_shared<ReadErrorTap>(std::move(layer.file));
+      layer.file = error_taps_[i];
+    }
+    lowers_.push_back(std::move(layer));
   }
   return Status::OK();
+}
+
+Status ReadErrorTap::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
+  Status s = base_->ReadAt(offset, buf);
+  if (s.ok()) return s;
+  const uint64_t n = ++errors_;
+  std::string text = s.ToString();
+  if (n <= 20 || n % 1000 == 0) {
+    std::fprintf(stderr, "ovbd: read error %llu of %s at offset %llu (%zu bytes): %s\n",
+                 static_cast<unsigned long long>(n), Name().c_str(), static_cast<unsigned long long>(offset),
+                 buf.size(), text.c_str());
+  }
+  std::lock_guard lock(mu_);
+  last_ = std::move(text);
+  return s;
+}
+
+std::string ReadErrorTap::last_error() const {
+  std::lock_guard lock(mu_);
+  return last_;
+}
+
+namespace {
+// ZFile with per-block CRCs and CALC_DIGEST: every data block, the header, the trailer and the
+// jump table carry a check, so a wrong byte from the registry is caught before it is returned.
+bool SelfChecking(const image::Unwrapped& u) { return u.zfile && u.zfile->crc && u.zfile->has_digest; }
+}  // namespace
+
+Result<std::optional<lsmt::LowerLayer>> LayerSession::OpenLazily(size_t i, const std::shared_ptr<const ReadableFile>& blob) {
+  const LayerRef& ref = refs_[i];
+  if (ref.remote() && checks_[i].empty()) {
+    auto unwrapped = image::Unwrap(blob);
+    if (!unwrapped.ok()) return unwrapped.status().WithContext(ref.Name());
+    if (SelfChecking(*unwrapped)) {
+      checks_[i] = kCheckZFileCrc;
+    } else if (trust_unverified_) {
+      checks_[i] = kCheckNone;
+    } else {
+      // What Unwrap read went into the cache unchecked: drop it; the layer is read from a whole,
+      // sha256-checked copy instead (DownloadUnverifiable).
+      blob->Invalidate(0, blob->Size());
+      needs_download_[i] = true;
+      return std::optional<lsmt::LowerLayer>();
+    }
+  }
+  auto layer = image::OpenLowerFile(blob, ref.Name());
+  if (!layer.ok()) return layer.status();
+  return std::optional(std::move(layer).value());
+}
+
+// One download per digest, before anything is served: the first read of such a layer is answered
+// from verified bytes only. A transport failure is bounded by --remote-timeout (the blob's
+// retries); a digest mismatch is retried a few times, then the open fails naming the layer.
+Status LayerSession::DownloadUnverifiable(std::vector<std::optional<lsmt::LowerLayer>>* layers) {
+  std::map<std::string, std::shared_ptr<const ReadableFile>> copies;
+  for (size_t i = 0; i < refs_.size(); ++i) {
+    if (!needs_download_[i]) continue;
+    const LayerRef& ref = refs_[i];
+    auto& copy = copies[ref.digest];
+    if (!copy) {
+      std::fprintf(stderr, "ovbd: %s has no digest table and no per-block checks: downloading it whole (%llu bytes) "
+                   "before serving (--trust-unverified reads it lazily)\n",
+                   ref.Name().c_str(), static_cast<unsigned long long>(raw_sources_[i]->Size()));
+      auto got = FetchVerifiedCopy(*raw_sources_[i], ref.digest, cache_dir_ + "/layers");
+      if (!got.ok()) return got.status().WithContext("lower " + std::to_string(i) + " " + ref.Name());
+      copy = std::move(got).value();
+    }
+    auto layer = image::OpenLowerFile(copy, ref.Name());
+    if (!layer.ok()) return layer.status();
+    (*layers)[i] = std::move(layer).value();
+    checks_[i] = kCheckDownloaded;
+    verifiers_.erase(ref.digest);  // the cached copy behind it is not read any more
+    std::erase_if(download_jobs_, [&](const DownloadJob& j) { return j.digest == ref.digest; });
+  }
+  return Status::OK();
+}
+
+Result<std::shared_ptr<const remote::DigestTable>> LayerSession::LoadDigestTable(const LazyArgs& args, size_t index,
+                                                                                 const remote::RemoteOptions& options) {
+  const LayerRef& ref = refs_[index];
+  const image::BlobRef& t = *ref.digest_table;
+  const std::string what = "lower " + std::to_string(index) + " digest table " + t.digest;
+  auto blob = remote::OpenBlob(ref.repo_blob_url, t.digest, t.size, options);
+  if (!blob.ok()) return blob.status().WithContext(what);
+  // Kept in CACHE_DIR/tables under its own digest: a restart reads it without the registry.
+  auto copy = FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables");
+  if (!copy.ok()) return copy.status().WithContext(what);
+  auto bytes = ReadAll(**copy);
+  if (!bytes.ok()) return bytes.status().WithContext(what);
+  auto table = remote::DecodeDigestTable(*bytes, (*copy)->Name());
+  if (!table.ok()) return table.status().WithContext(what);
+  if (table->blob_size != raw_sources_[index]->Size()) {
+    return Status::Corruption(what + ": describes a blob of " + std::to_string(table->blob_size) + " bytes, " +
+                              ref.digest + " has " + std::to_string(raw_sources_[index]->Size()));
+  }
+  return std::make_shared<const remote::DigestTable>(std::move(table).value());
 }
 
 void LayerSession::StartBackground() {
@@ -308,16 +472,28 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
                   {"fetched_bytes", c.fetched_bytes},
                   {"readahead_bytes", c.readahead_bytes},
                   {"evicted_bytes", c.evicted_bytes},
-                  {"corrupt_blocks", c.corrupt_blocks}};
+                  {"corrupt_blocks", c.corrupt_blocks},
+                  {"invalidated_blocks", c.invalidated_blocks}};
   }
   nlohmann::ordered_json remote = nlohmann::ordered_json::array();
-  for (const auto& r : refs_) {
+  for (size_t i = 0; i < refs_.size(); ++i) {
+    const LayerRef& r = refs_[i];
     if (!r.remote()) continue;
     auto v = verifiers_.find(r.digest);
     const char* check = v == verifiers_.end() ? "local copy" : CompleteVerifier::StateName(v->second->state());
-    remote.push_back({{"name", r.Name()}, {"digest", r.digest}, {"digest_check", check}});
+    nlohmann::ordered_json layer = {{"name", r.Name()}, {"digest", r.digest}, {"verification", checks_[i]},
+                                    {"digest_check", check}};
+    if (v != verifiers_.end()) layer["digest_mismatches"] = v->second->mismatches();
+    if (i < error_taps_.size() && error_taps_[i]) {
+      layer["read_errors"] = error_taps_[i]->errors();
+      layer["last_error"] = error_taps_[i]->last_error();
+    }
+    remote.push_back(std::move(layer));
   }
   j["remote_layers"] = remote;
+  j["digest_tables"] = {{"verified_chunks", verify_stats_->verified_chunks.load()},
+                        {"mismatches", verify_stats_->mismatches.load()},
+                        {"refetches", verify_stats_->refetches.load()}};
   if (local_copies_ > 0) j["downloaded_layers_used"] = local_copies_;
   if (downloader_) {
     const DownloadStats d = downloader_->Stats();

@@ -10,7 +10,9 @@
 // flock'ed), the recorder and the prefetcher. Finish() saves a recorded trace.
 #pragma once
 
+#include <atomic>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,6 +24,8 @@
 #include "cli/complete_verifier.h"
 #include "cli/layer_download.h"
 #include "ovbd/cache.h"
+#include "ovbd/digest_table.h"
+#include "ovbd/remote.h"
 #include "ovbd/image.h"
 #include "ovbd/lsmt.h"
 #include "ovbd/status.h"
@@ -51,6 +55,9 @@ struct LazyArgs {
   bool download = false;               // or the config's "download": {"enable": true}
   std::string download_rate = "0";     // bytes per second, 0 = unlimited
   unsigned download_delay_s = 0;
+  // Serve registry blobs that nothing can verify piece by piece (no digest table, not a ZFile
+  // with CRCs) lazily anyway, instead of downloading them whole before the first read.
+  bool trust_unverified = false;
 };
 // `with_trace`: also --record-trace/--replay-trace/--prefetch-parallel and --download*.
 void AddLazyArgs(CLI::App* cmd, LazyArgs* args, bool with_trace);
@@ -63,12 +70,34 @@ struct LayerRef {
   std::string digest;
   std::string repo_blob_url;
   std::optional<uint64_t> size;
+  std::optional<image::BlobRef> digest_table;  // the config's lowers[i].digestTable
   bool remote() const { return path.empty(); }
   std::string Name() const;  // for messages and status
 };
 bool IsOciReference(const std::string& arg);
 std::vector<LayerRef> RefsFromArgs(const std::vector<std::string>& layers);
 std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config);
+
+// Above a remote lower (after ZFile/LSMT unwrapping): counts the reads that failed, keeps the
+// last reason for `ctl status` and logs them to stderr (the first 20, then every 1000th), so an
+// EIO the client sees has its cause (blob, offset, check) in the log.
+class ReadErrorTap : public ReadableFile {
+ public:
+  explicit ReadErrorTap(std::shared_ptr<const ReadableFile> base) : base_(std::move(base)) {}
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  uint64_t Size() const override { return base_->Size(); }
+  const std::string& Name() const override { return base_->Name(); }
+  void Prefetch(uint64_t offset, uint64_t length) const override { base_->Prefetch(offset, length); }
+  bool Invalidate(uint64_t offset, uint64_t length) const override { return base_->Invalidate(offset, length); }
+  uint64_t errors() const { return errors_.load(); }
+  std::string last_error() const;
+
+ private:
+  std::shared_ptr<const ReadableFile> base_;
+  mutable std::atomic<uint64_t> errors_{0};
+  mutable std::mutex mu_;
+  mutable std::string last_;
+};
 
 class LayerSession {
  public:
@@ -95,6 +124,12 @@ class LayerSession {
   Status OpenAll(const LazyArgs& args);
   Result<std::shared_ptr<const ReadableFile>> OpenRemote(const LazyArgs& args, size_t index);
   Status SetUpTrace(const LazyArgs& args, const std::string& config_trace);
+  Result<std::shared_ptr<const remote::DigestTable>> LoadDigestTable(const LazyArgs& args, size_t index,
+                                                                     const remote::RemoteOptions& options);
+  // Unwraps lower `index` and decides how its bytes are verified; a blob that cannot be checked
+  // piece by piece is marked for a whole download (needs_download_).
+  Result<std::optional<lsmt::LowerLayer>> OpenLazily(size_t index, const std::shared_ptr<const ReadableFile>& blob);
+  Status DownloadUnverifiable(std::vector<std::optional<lsmt::LowerLayer>>* opened);
 
   std::vector<LayerRef> refs_;
   std::vector<lsmt::LowerLayer> lowers_;
@@ -114,6 +149,14 @@ class LayerSession {
   std::vector<DownloadJob> download_jobs_;
   std::unique_ptr<Downloader> downloader_;
   size_t local_copies_ = 0;  // remote lowers served from a complete earlier download
+  bool trust_unverified_ = false;
+  // Per ref: what proves its bytes ("digest table", "zfile crc", ...; "" for local paths), the
+  // registry blob itself (for whole downloads), and whether it must be downloaded before use.
+  std::vector<std::string> checks_;
+  std::vector<std::shared_ptr<const ReadableFile>> raw_sources_;
+  std::vector<uint8_t> needs_download_;  // not vector<bool>: set by parallel openers
+  std::shared_ptr<remote::VerifyStats> verify_stats_;
+  std::vector<std::shared_ptr<ReadErrorTap>> error_taps_;  // per ref; null for local paths
   bool finished_ = false;
 };
 
