@@ -102,8 +102,9 @@ void AddPushCommand(CLI::App& parent, Commands* commands) {
       ->capture_default_str();
   cmd->add_flag("--monolithic", args->monolithic, "Upload each blob in one PUT");
   cmd->add_flag("--no-digest-table", args->no_digest_table,
-                "Push the layers alone, without digest tables (as other tools do); lazy reads of "
-                "them are then not verified per chunk");
+                "Push the layers alone, without digest tables (as other tools do); a server then reads "
+                "them lazily only if they check themselves (ZFile with CRCs), else it downloads them "
+                "whole first (or reads them unverified with --trust-unverified)");
   cmd->add_option("--proxy", args->proxy, "HTTP proxy URL");
   cmd->add_option("--credentials", args->credentials, "docker-style config.json with \"auths\"");
   cmd->add_flag("--json", args->json, "Print the result as JSON");
