@@ -393,7 +393,7 @@ FIO=(fio --name=randread --ioengine=nbd "--uri=$URI" --rw=randread --bs=4k --iod
 measure_d() {  # SIDE ROUND
   local side=$1 r=$2 i t0 t1 mbs
   if [[ $side == cache ]]; then
-    cat "$CW"/* >/dev/null
+    find "$CW" -type f -exec cat {} + >/dev/null
     start_server d-cache --config "$OUT/config.proxy.json" --cache-dir "$CW" "${LAZY_OPTS[@]}"
   else
     cat "${LAYER_FILES[@]}" >/dev/null

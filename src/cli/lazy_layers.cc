@@ -282,8 +282,35 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
   return std::shared_ptr<const ReadableFile>(switchable);
 }
 
+// Fetches the digest tables not yet in CACHE_DIR/tables, in parallel (one request each, and a
+// cold start waits for them), so that LoadDigestTable then finds them locally. Errors are left
+// to LoadDigestTable, which reports them for its lower.
+void LayerSession::PrefetchTables(const LazyArgs& args) {
+  std::vector<const LayerRef*> todo;
+  for (const LayerRef& r : refs_) {
+    if (!r.remote() || !r.digest_table || r.repo_blob_url.empty()) continue;
+    const bool dup = std::any_of(todo.begin(), todo.end(),
+                                 [&](const LayerRef* t) { return t->digest_table->digest == r.digest_table->digest; });
+    if (!dup && !FileExists(args.cache_dir + "/tables/" + r.digest_table->digest)) todo.push_back(&r);
+  }
+  if (todo.size() < 2) return;  // nothing to overlap
+  const remote::RemoteOptions options = ToRemoteOptions(args);
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next++) < todo.size();) {
+      const image::BlobRef& t = *todo[i]->digest_table;
+      auto blob = remote::OpenBlob(todo[i]->repo_blob_url, t.digest, t.size, options);
+      if (blob.ok()) (void)FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables", 1);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (size_t n = std::min<size_t>(8, todo.size()); n > 0; --n) threads.emplace_back(worker);
+  for (auto& t : threads) t.join();
+}
+
 Status LayerSession::OpenAll(const LazyArgs& args) {
   OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(refs_.size()));
+  PrefetchTables(args);
   std::vector<std::shared_ptr<const ReadableFile>> blobs;
   size_t remote_index = 0;
   for (size_t i = 0; i < refs_.size(); ++i) {

@@ -124,6 +124,7 @@ class LayerSession {
   Status OpenAll(const LazyArgs& args);
   Result<std::shared_ptr<const ReadableFile>> OpenRemote(const LazyArgs& args, size_t index);
   Status SetUpTrace(const LazyArgs& args, const std::string& config_trace);
+  void PrefetchTables(const LazyArgs& args);
   Result<std::shared_ptr<const remote::DigestTable>> LoadDigestTable(const LazyArgs& args, size_t index,
                                                                      const remote::RemoteOptions& options);
   // Unwraps lower `index` and decides how its bytes are verified; a blob that cannot be checked
