@@ -7,13 +7,13 @@ packages=(
   # toolchain
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
   # libraries linked by ovbd
-  liblz4-dev libzstd-dev libisal-dev libcli11-dev nlohmann-json3-dev libfuse3-dev libcurl4-openssl-dev libssl-dev
+  liblz4-dev libzstd-dev libisal-dev libcli11-dev nlohmann-json3-dev libfuse3-dev libcurl4-openssl-dev libssl-dev libgnutls28-dev
   # the exports at run time: FUSE mounts, loop devices
   fuse3 util-linux
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   # tools used by tests and the benchmark script
-  lz4 zstd python3 xxd python3-lz4 python3-zstandard strace
+  lz4 zstd python3 xxd python3-lz4 python3-zstandard strace gnutls-bin
   # real NBD clients and the qemu-nbd baseline (tests, benchmarks), file systems for mount tests
   libnbd-bin python3-libnbd qemu-utils fio e2fsprogs erofs-utils
   # a real OCI registry on loopback for the lazy-loading tests, and curl to poke it
