@@ -33,6 +33,10 @@ struct ServeArgs {
   unsigned threads = 0;
   bool json = false;
   bool quiet = false;
+  std::string tls;  // off | on | require; "" = require when credentials are given, else off
+  std::string tls_certificates;
+  std::string tls_psk;
+  bool tls_verify_peer = false;
 };
 
 std::string DefaultSocket() { return "/run/ovbd/serve-" + std::to_string(getpid()) + ".sock"; }
@@ -50,8 +54,10 @@ Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text) 
   return std::make_pair(host, static_cast<uint16_t>(port));
 }
 
+nlohmann::ordered_json TlsJson(const nbd::ServerOptions& options, const nbd::ServerStats& ss);
+
 nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& server,
-                                  std::chrono::steady_clock::time_point started) {
+                                  const nbd::ServerOptions& options, std::chrono::steady_clock::time_point started) {
   nlohmann::ordered_json j;
   j["device"] = {{"name", img.device->Name()},
                  {"size", img.device->Size()},
@@ -63,6 +69,7 @@ nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& ser
   const nbd::ServerStats ss = server.Stats();
   j["clients"] = ss.clients;
   j["connections_total"] = ss.connections_total;
+  j["tls"] = TlsJson(options, ss);
   const DeviceStats ds = img.device->Stats();
   j["io"] = {{"bytes_read", ds.bytes_read}, {"bytes_written", ds.bytes_written}, {"reads", ds.reads},
              {"writes", ds.writes},         {"trims", ds.trims},                 {"flushes", ds.flushes},
@@ -73,10 +80,21 @@ nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& ser
   return j;
 }
 
+nlohmann::ordered_json TlsJson(const nbd::ServerOptions& options, const nbd::ServerStats& ss) {
+  if (options.tls == nullptr) return {{"mode", "off"}};
+  const nbd::TlsOptions& t = options.tls->options();
+  return {{"mode", nbd::TlsModeName(t.mode)},
+          {"credentials", t.psk_file.empty() ? "x509" : "psk"},
+          {"verify_peer", t.verify_peer},
+          {"sessions", ss.tls_sessions},
+          {"handshake_failures", ss.tls_handshake_failures},
+          {"last_failure", ss.tls_last_failure}};
+}
+
 nlohmann::json HandleControl(const nlohmann::json& request, const ServedImage& img, const nbd::Server& server,
-                             std::chrono::steady_clock::time_point started) {
+                             const nbd::ServerOptions& options, std::chrono::steady_clock::time_point started) {
   const std::string command = request["command"];
-  if (command == "status") return nlohmann::json(StatusJson(img, server, started));
+  if (command == "status") return nlohmann::json(StatusJson(img, server, options, started));
   if (command == "flush") {
     if (!img.device->Capabilities().writable) return {{"ok", true}, {"flushed", false}};
     Status s = img.device->Flush();
@@ -118,19 +136,46 @@ void PrintReady(const ServeArgs& a, const std::string& uri, const std::string& c
   }
 }
 
-Status Listen(const ServeArgs& a, nbd::Server* server, std::string* uri) {
+// The TLS mode and credentials of the options, loaded (null when TLS is off). Without --tls,
+// credentials mean require: a server given keys is not meant to serve in the clear as well.
+Result<std::shared_ptr<const nbd::TlsContext>> LoadTls(const ServeArgs& a) {
+  nbd::TlsOptions t;
+  const bool credentials = !a.tls_certificates.empty() || !a.tls_psk.empty();
+  if (a.tls.empty()) {
+    t.mode = credentials ? nbd::TlsMode::kRequire : nbd::TlsMode::kOff;
+  } else {
+    OVBD_ASSIGN_OR_RETURN(t.mode, nbd::ParseTlsMode(a.tls));
+  }
+  if (t.mode == nbd::TlsMode::kOff) {
+    if (credentials || a.tls_verify_peer) {
+      return Status::InvalidArgument("--tls off contradicts --tls-certificates/--tls-psk/--tls-verify-peer");
+    }
+    return std::shared_ptr<const nbd::TlsContext>();
+  }
+  if (!credentials) {
+    return Status::InvalidArgument(std::string("--tls ") + a.tls + " needs --tls-certificates DIR or --tls-psk FILE");
+  }
+  t.certificates_dir = a.tls_certificates;
+  t.psk_file = a.tls_psk;
+  t.verify_peer = a.tls_verify_peer;
+  OVBD_ASSIGN_OR_RETURN(auto context, nbd::TlsContext::Load(t));
+  return std::shared_ptr<const nbd::TlsContext>(std::move(context));
+}
+
+Status Listen(const ServeArgs& a, nbd::Server* server, bool tls_required, std::string* uri) {
+  const std::string scheme = tls_required ? "nbds" : "nbd";
   if (!a.listen.empty()) {
     OVBD_ASSIGN_OR_RETURN(auto hp, ParseHostPort(a.listen));
     OVBD_RETURN_IF_ERROR(server->ListenTcp(hp.first, hp.second));
     const bool v6 = hp.first.find(':') != std::string::npos;
-    *uri = "nbd://" + (v6 ? "[" + hp.first + "]" : hp.first) + ":" + std::to_string(server->tcp_port()) + "/" +
-           a.export_name;
+    *uri = scheme + "://" + (v6 ? "[" + hp.first + "]" : hp.first) + ":" + std::to_string(server->tcp_port()) +
+           "/" + a.export_name;
   }
   if (!a.socket.empty() || a.listen.empty()) {
     const std::string path = a.socket.empty() ? DefaultSocket() : a.socket;
     if (a.socket.empty()) ::mkdir("/run/ovbd", 0700);
     OVBD_RETURN_IF_ERROR(server->ListenUnix(path));
-    *uri = "nbd+unix:///" + a.export_name + "?socket=" + path;
+    *uri = scheme + "+unix:///" + a.export_name + "?socket=" + path;
   }
   return Status::OK();
 }
@@ -147,19 +192,27 @@ Status RunServe(const ServeArgs& a) {
   // the mask and a stop signal can only be taken by sigwait.
   const sigset_t stop = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+  OVBD_ASSIGN_OR_RETURN(auto tls, LoadTls(a));  // before the image: a wrong key path costs nothing
   OVBD_ASSIGN_OR_RETURN(ServedImage img, OpenImageArgs(a.image));
   nbd::ServerOptions options;
+  options.tls = std::move(tls);
   options.export_name = a.export_name;
   options.description = a.description;
   options.workers = a.threads;
+  if (!a.listen.empty() && options.tls == nullptr) {
+    std::cerr << "ovbd serve: warning: --listen " << a.listen
+              << " without TLS: whoever reaches it can read" << (img.device->Capabilities().writable ? " and write" : "")
+              << " the image; see --tls-certificates / --tls-psk" << std::endl;
+  }
   OVBD_ASSIGN_OR_RETURN(auto server, nbd::Server::Create(img.device, options));
   std::string uri;
-  OVBD_RETURN_IF_ERROR(Listen(a, server.get(), &uri));
+  const bool tls_required = options.tls != nullptr && options.tls->mode() == nbd::TlsMode::kRequire;
+  OVBD_RETURN_IF_ERROR(Listen(a, server.get(), tls_required, &uri));
   const auto started = std::chrono::steady_clock::now();
   const std::string control_path = ControlPath(a);
   if (!a.listen.empty() && a.control.empty()) ::mkdir("/run/ovbd", 0700);
   OVBD_ASSIGN_OR_RETURN(auto control, control::ControlServer::Start(control_path, [&](const nlohmann::json& r) {
-                          return HandleControl(r, img, *server, started);
+                          return HandleControl(r, img, *server, options, started);
                         }));
   std::thread signals = StartSignalThread(server.get());
   PrintReady(a, uri, control_path, img);
@@ -188,8 +241,22 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
   AddImageArgs(cmd, &args->image);
   auto* sock = cmd->add_option("--socket", args->socket,
                                "Unix socket to listen on (default: /run/ovbd/serve-PID.sock)");
-  cmd->add_option("--listen", args->listen, "Listen on TCP HOST:PORT instead (port 0 = any); no TLS, no auth")
+  cmd->add_option("--listen", args->listen,
+                  "Listen on TCP HOST:PORT instead (port 0 = any). Without TLS anyone who reaches it has the "
+                  "image: a warning says so")
       ->excludes(sock);
+  cmd->add_option("--tls", args->tls,
+                  "TLS (NBD_OPT_STARTTLS): off, on (offered, plaintext allowed) or require (nothing about the "
+                  "export before TLS). Default: require when credentials are given, else off")
+      ->check(CLI::IsMember({"off", "on", "require"}));
+  auto* certs = cmd->add_option("--tls-certificates", args->tls_certificates,
+                                "X.509 directory as nbdkit and qemu lay it out: server-cert.pem, server-key.pem, "
+                                "ca-cert.pem (to verify clients), optional ca-crl.pem");
+  cmd->add_option("--tls-psk", args->tls_psk, "Pre-shared keys file, USERNAME:HEXKEY lines (psktool -u NAME -p FILE)")
+      ->excludes(certs);
+  cmd->add_flag("--tls-verify-peer", args->tls_verify_peer,
+                "Require a client certificate signed by ca-cert.pem (X.509 only)")
+      ->needs(certs);
   cmd->add_option("--control", args->control,
                   "Control socket (JSON lines: status, flush; default: SOCKET.ctl); see 'ovbd ctl'");
   cmd->add_option("--export-name", args->export_name, "Export name (the default export \"\" always works)");
@@ -206,6 +273,10 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
       "  ovbd serve --socket /tmp/rw.sock base.zfile --upper up.data up.index\n"
       "  qemu-io -f raw 'nbd+unix:///?socket=/tmp/rw.sock' -c 'write -P 0xab 0 1M'\n"
       "  ovbd serve --config /var/lib/overlaybd/dev1/config.v1.json --listen 127.0.0.1:10809\n"
+      "  ovbd serve --listen 0.0.0.0:10809 --tls-certificates /etc/pki/ovbd base.zfile   # TLS required\n"
+      "  nbdinfo 'nbds://host:10809/?tls-certificates=/etc/pki/ovbd-client'\n"
+      "  ovbd serve --socket /tmp/img.sock --tls-psk keys.psk base.zfile\n"
+      "  nbdinfo 'nbds+unix:///?socket=/tmp/img.sock&tls-psk-file=keys.psk&tls-username=alice'\n"
       "  ovbd serve --config app.json --cache-dir /var/cache/ovbd --record-trace app.trace   # registry lowers\n"
               "  ovbd serve --socket /tmp/b.sock oci+http://127.0.0.1:5000/lib/app@sha256:<hex>\n"
               "  ovbd ctl /tmp/img.sock.ctl status");

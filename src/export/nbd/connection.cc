@@ -7,16 +7,23 @@
 namespace ovbd::nbd {
 
 Connection::Connection(ByteStream& stream, BlockDevice& device, const ExportInfo& info, Executor& executor,
-                       const std::atomic<bool>* stopping, ConnectionLimits limits)
-    : stream_(stream), device_(device), info_(info), executor_(executor), stopping_(stopping), limits_(limits) {}
+                       const std::atomic<bool>* stopping, ConnectionLimits limits, TlsNegotiation tls)
+    : stream_(&stream),
+      device_(device),
+      info_(info),
+      executor_(executor),
+      stopping_(stopping),
+      limits_(limits),
+      tls_(std::move(tls)) {}
 
 Connection::~Connection() {
   if (writer_.joinable()) Drain();
 }
 
 Status Connection::Serve() {
-  auto negotiated = Negotiate(stream_, info_);
+  auto negotiated = Negotiate(*stream_, info_, tls_);
   if (!negotiated.ok()) return negotiated.status();
+  stream_ = negotiated->stream;
   session_ = MakeSession(info_, *negotiated);
   writer_ = std::thread([this] { WriterLoop(); });
   Status status = ReadLoop();
@@ -39,7 +46,7 @@ Status Connection::ReadLoop() {
 
 Status Connection::ReadOne(bool* disconnect) {
   std::array<uint8_t, kRequestSize> bytes;
-  OVBD_RETURN_IF_ERROR(stream_.ReadFull(bytes));
+  OVBD_RETURN_IF_ERROR(stream_->ReadFull(bytes));
   OVBD_ASSIGN_OR_RETURN(const RequestHeader request, DecodeRequest(bytes));
   if (request.type == kCmdDisc) {
     *disconnect = true;
@@ -78,8 +85,8 @@ void Connection::RunHere(const RequestHeader& request, const Verdict& verdict, c
     }
     writing_ = true;
   }
-  const bool failed = !stream_.WriteAll(reply).ok();
-  if (failed) stream_.Shutdown();
+  const bool failed = !stream_->WriteAll(reply).ok();
+  if (failed) stream_->Shutdown();
   FinishWrite(failed, footprint);
 }
 
@@ -108,8 +115,8 @@ Status Connection::ReadPayload(const RequestHeader& request, Verdict* verdict, s
       *verdict = Verdict{kENOMEM, "out of memory for the write payload"};
     }
   }
-  if (verdict->error != 0) return DiscardPayload(stream_, length);
-  return stream_.ReadFull(*payload);
+  if (verdict->error != 0) return DiscardPayload(*stream_, length);
+  return stream_->ReadFull(*payload);
 }
 
 void Connection::Submit(const RequestHeader& request, const Verdict& verdict, std::vector<uint8_t> payload,
@@ -161,8 +168,8 @@ void Connection::WriterLoop() {
       skip = broken_;
       writing_ = true;
     }
-    const bool failed = !skip && !stream_.WriteAll(reply.bytes).ok();
-    if (failed) stream_.Shutdown();  // wakes the reader: the client is gone
+    const bool failed = !skip && !stream_->WriteAll(reply.bytes).ok();
+    if (failed) stream_->Shutdown();  // wakes the reader: the client is gone
     reply.bytes = {};
     FinishWrite(failed, reply.footprint);
   }

@@ -42,9 +42,11 @@ struct ConnectionLimits {
 class Connection {
  public:
   // stream, device, info and executor must outlive the Connection. stopping (may be null) is
-  // polled between requests: once true, no further request is read.
+  // polled between requests: once true, no further request is read. tls says whether the client
+  // may (or must) switch to TLS; the stream it returns is used from then on.
   Connection(ByteStream& stream, BlockDevice& device, const ExportInfo& info, Executor& executor,
-             const std::atomic<bool>* stopping = nullptr, ConnectionLimits limits = {});
+             const std::atomic<bool>* stopping = nullptr, ConnectionLimits limits = {},
+             TlsNegotiation tls = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -77,12 +79,13 @@ class Connection {
   void Drain();
   bool Stopping() const { return stopping_ != nullptr && stopping_->load(std::memory_order_acquire); }
 
-  ByteStream& stream_;
+  ByteStream* stream_;  // the socket's stream, or the TLS stream after STARTTLS
   BlockDevice& device_;
   const ExportInfo& info_;
   Executor& executor_;
   const std::atomic<bool>* stopping_;
   const ConnectionLimits limits_;
+  const TlsNegotiation tls_;
   Session session_;
 
   std::mutex mu_;

@@ -14,20 +14,24 @@ enum class Next { kContinue, kTransmission };
 
 class Negotiator {
  public:
-  Negotiator(ByteStream& stream, const ExportInfo& info) : stream_(stream), info_(info) {}
+  Negotiator(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls)
+      : stream_(&stream), info_(info), tls_(tls) {}
 
   Result<Negotiated> Run() {
     OVBD_RETURN_IF_ERROR(Write(EncodeGreeting(kFlagFixedNewstyle | kFlagNoZeroes)));
     OVBD_RETURN_IF_ERROR(ReadClientFlags());
     for (int i = 0; i < kMaxOptions; i++) {
       OVBD_ASSIGN_OR_RETURN(Next next, HandleOneOption());
-      if (next == Next::kTransmission) return state_;
+      if (next == Next::kTransmission) {
+        state_.stream = stream_;
+        return state_;
+      }
     }
     return Status::InvalidArgument("nbd: more than " + std::to_string(kMaxOptions) + " options");
   }
 
  private:
-  Status Write(const std::vector<uint8_t>& bytes) { return stream_.WriteAll(bytes); }
+  Status Write(const std::vector<uint8_t>& bytes) { return stream_->WriteAll(bytes); }
   Status Reply(uint32_t type, std::span<const uint8_t> payload = {}) {
     return Write(EncodeOptionReply(option_, type, payload));
   }
@@ -35,10 +39,13 @@ class Negotiator {
     return Write(EncodeOptionReply(option_, type, message));
   }
   bool IsOurExport(const std::string& name) const { return name.empty() || name == info_.name; }
+  bool TlsMissing() const { return tls_.mode == TlsMode::kRequire && !state_.tls; }
 
   Status ReadClientFlags();
   Result<Next> HandleOneOption();
   Result<Next> Dispatch();
+  Result<Next> RefuseWithoutTls();
+  Result<Next> StartTls();
   Result<Next> ExportName();
   Result<Next> List();
   Result<Next> InfoOrGo();
@@ -47,8 +54,9 @@ class Negotiator {
   Result<Next> MetaContext();
   Status SendMetaContexts(const MetaContextRequest& request, bool set);
 
-  ByteStream& stream_;
+  ByteStream* stream_;  // the socket, or the TLS stream once STARTTLS succeeded
   const ExportInfo& info_;
+  const TlsNegotiation& tls_;
   Negotiated state_;
   bool no_zeroes_ = false;
   uint32_t option_ = 0;
@@ -57,7 +65,7 @@ class Negotiator {
 
 Status Negotiator::ReadClientFlags() {
   std::array<uint8_t, kClientFlagsSize> bytes;
-  OVBD_RETURN_IF_ERROR(stream_.ReadFull(bytes));
+  OVBD_RETURN_IF_ERROR(stream_->ReadFull(bytes));
   const uint32_t flags = GetBE32(bytes.data());
   // The spec: the server MUST drop the connection on a flag it did not offer. A client without
   // FIXED_NEWSTYLE is served as if it had set it.
@@ -68,7 +76,7 @@ Status Negotiator::ReadClientFlags() {
 
 Result<Next> Negotiator::HandleOneOption() {
   std::array<uint8_t, kOptionHeaderSize> bytes;
-  OVBD_RETURN_IF_ERROR(stream_.ReadFull(bytes));
+  OVBD_RETURN_IF_ERROR(stream_->ReadFull(bytes));
   OVBD_ASSIGN_OR_RETURN(OptionHeader header, DecodeOptionHeader(bytes));
   // Cap before allocating: a larger option is no client we know; close rather than read it.
   if (header.length > kMaxOptionData) {
@@ -77,11 +85,13 @@ Result<Next> Negotiator::HandleOneOption() {
   }
   option_ = header.option;
   data_.assign(header.length, 0);
-  OVBD_RETURN_IF_ERROR(stream_.ReadFull(data_));
+  OVBD_RETURN_IF_ERROR(stream_->ReadFull(data_));
   return Dispatch();
 }
 
 Result<Next> Negotiator::Dispatch() {
+  if (option_ == kOptStartTls) return StartTls();
+  if (TlsMissing()) return RefuseWithoutTls();
   switch (option_) {
     case kOptExportName: return ExportName();
     case kOptAbort:
@@ -97,6 +107,40 @@ Result<Next> Negotiator::Dispatch() {
       OVBD_RETURN_IF_ERROR(ErrorReply(kRepErrUnsup, "option not supported by this server"));
       return Next::kContinue;
   }
+}
+
+// FORCEDTLS: nothing about the export leaves the server before TLS is up.
+Result<Next> Negotiator::RefuseWithoutTls() {
+  if (option_ == kOptExportName) return Status::InvalidArgument("nbd: NBD_OPT_EXPORT_NAME before TLS (required)");
+  if (option_ == kOptAbort) {
+    (void)Reply(kRepAck);
+    return Status::Unavailable("nbd: client aborted the handshake");
+  }
+  OVBD_RETURN_IF_ERROR(ErrorReply(kRepErrTlsReqd, "TLS is required: send NBD_OPT_STARTTLS first"));
+  return Next::kContinue;
+}
+
+Result<Next> Negotiator::StartTls() {
+  const char* refusal = nullptr;
+  uint32_t type = kRepErrInvalid;
+  if (!data_.empty()) {
+    refusal = "NBD_OPT_STARTTLS carries no data";
+  } else if (state_.tls) {
+    refusal = "TLS is already active";
+  } else if (tls_.mode == TlsMode::kOff || !tls_.start) {
+    refusal = "TLS is not enabled on this server";
+    type = kRepErrPolicy;
+  }
+  if (refusal != nullptr) {
+    OVBD_RETURN_IF_ERROR(ErrorReply(type, refusal));
+    return Next::kContinue;
+  }
+  OVBD_RETURN_IF_ERROR(Reply(kRepAck));
+  OVBD_ASSIGN_OR_RETURN(ByteStream * upgraded, tls_.start());
+  stream_ = upgraded;
+  state_ = Negotiated{};  // nothing negotiated in plaintext survives (the specification's MUST)
+  state_.tls = true;
+  return Next::kContinue;
 }
 
 Result<Next> Negotiator::ExportName() {
@@ -198,8 +242,8 @@ Status Negotiator::SendMetaContexts(const MetaContextRequest& request, bool set)
 
 }  // namespace
 
-Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info) {
-  Negotiator negotiator(stream, info);
+Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls) {
+  Negotiator negotiator(stream, info, tls);
   return negotiator.Run();
 }
 

@@ -4,8 +4,10 @@
 //                                         ├─ NBD_OPT_GO / NBD_OPT_EXPORT_NAME  -> transmission
 //                                         └─ NBD_OPT_ABORT, EOF, protocol error -> close
 //
-// Options served: EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY, LIST_META_CONTEXT and
-// SET_META_CONTEXT (base:allocation only); any other option gets NBD_REP_ERR_UNSUP. The one export
+// Options served: EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY, LIST_META_CONTEXT,
+// SET_META_CONTEXT (base:allocation only) and STARTTLS (when TLS is on); any other option gets
+// NBD_REP_ERR_UNSUP. With TLS required, every option but STARTTLS and ABORT gets
+// NBD_REP_ERR_TLS_REQD until TLS is up, and EXPORT_NAME closes the connection. The one export
 // answers to its name and to "" (the default export). Limits (protocol.h): option data above
 // kMaxOptionData closes the connection, names and queries above kMaxNameLength get
 // NBD_REP_ERR_TOO_BIG (or close, for EXPORT_NAME, which cannot report errors), at most
@@ -13,9 +15,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "export/nbd/stream.h"
+#include "export/nbd/tls.h"
 #include "ovbd/status.h"
 
 namespace ovbd::nbd {
@@ -36,7 +40,17 @@ struct Negotiated {
   bool structured_replies = false;
   bool base_allocation = false;    // base:allocation selected, as context kBaseAllocationId
   bool block_size_agreed = false;  // the client asked for NBD_INFO_BLOCK_SIZE in NBD_OPT_GO
+  bool tls = false;                // the session was upgraded by NBD_OPT_STARTTLS
+  ByteStream* stream = nullptr;    // where transmission continues (the TLS stream after STARTTLS)
   bool operator==(const Negotiated&) const = default;
+};
+
+// Whether and how a connection may switch to TLS. start runs after NBD_REP_ACK to STARTTLS went
+// out: the TLS handshake, then the stream negotiation continues on (owned by the caller). An
+// error from it ends the connection (there is no way back to plaintext after the ACK).
+struct TlsNegotiation {
+  TlsMode mode = TlsMode::kOff;
+  std::function<Result<ByteStream*>()> start;
 };
 
 inline constexpr int kMaxOptions = 1024;
@@ -44,6 +58,7 @@ inline constexpr int kMaxOptions = 1024;
 // Runs the handshake. Returns once the client entered the transmission phase; an error when the
 // client aborted, disconnected, broke the protocol or named an unknown export in EXPORT_NAME.
 // After an error the caller closes the connection. Every byte read is hostile.
-Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info);
+// State negotiated before STARTTLS is forgotten once TLS is up (the specification's rule).
+Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls = {});
 
 }  // namespace ovbd::nbd

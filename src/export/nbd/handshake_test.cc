@@ -220,7 +220,7 @@ TEST(NbdHandshake, ListAbortAndUnknownOption) {
   EXPECT_EQ(GetBE32(server->data.data()), 4u);
   EXPECT_EQ(std::string(server->data.begin() + 4, server->data.end()), "disk");
   EXPECT_EQ(o.out.Reply()->type, kRepAck);
-  EXPECT_EQ(o.out.Reply()->type, kRepErrUnsup);  // STARTTLS: no TLS here
+  EXPECT_EQ(o.out.Reply()->type, kRepErrPolicy);  // STARTTLS: TLS is off here
   auto unknown = o.out.Reply();
   EXPECT_EQ(unknown->option, 999u);
   EXPECT_EQ(unknown->type, kRepErrUnsup);
@@ -456,6 +456,161 @@ TEST(NbdConnection, InFlightCapsStillServeOneMaxRequest) {
   std::vector<uint8_t> back(data.size());
   ASSERT_TRUE(device->Read(7 * data.size(), back).ok());
   EXPECT_EQ(back, data);
+}
+
+// ---- STARTTLS (the TLS stream is a second MemoryStream: what the client sends inside TLS) -----
+
+struct TlsOutcome {
+  Result<Negotiated> result;
+  ServerBytes plain;   // what the server wrote before the upgrade
+  ServerBytes inside;  // ... and after it
+  int upgrades = 0;
+};
+
+TlsOutcome RunTlsHandshake(TlsMode mode, const ClientBytes& plain, const std::vector<uint8_t>& inside_bytes = {},
+                           bool upgrade_fails = false) {
+  MemoryStream plain_stream(plain.bytes());
+  MemoryStream inside_stream(inside_bytes);
+  int upgrades = 0;
+  TlsNegotiation tls;
+  tls.mode = mode;
+  tls.start = [&]() -> Result<ByteStream*> {
+    upgrades++;
+    if (upgrade_fails) return Status::IOError("handshake failed");
+    return &inside_stream;
+  };
+  auto result = Negotiate(plain_stream, TestExport(), tls);
+  return TlsOutcome{std::move(result), ServerBytes(plain_stream.output()), ServerBytes(inside_stream.output()),
+                    upgrades};
+}
+
+// Options sent inside TLS: no greeting and no client flags, only options.
+std::vector<uint8_t> InsideOptions(std::initializer_list<std::pair<uint32_t, std::vector<uint8_t>>> options) {
+  std::vector<uint8_t> b;
+  for (const auto& [option, data] : options) {
+    AppendBE64(&b, kOptionMagic);
+    AppendBE32(&b, option);
+    AppendBE32(&b, static_cast<uint32_t>(data.size()));
+    b.insert(b.end(), data.begin(), data.end());
+  }
+  return b;
+}
+
+TEST(NbdHandshakeTls, RequiredRefusesEveryOptionButStartTlsAndLeaksNothing) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes()
+                                                  .Option(kOptList)
+                                                  .Option(kOptInfo, InfoRequestData("disk", {kInfoName}))
+                                                  .Option(kOptGo, InfoRequestData("", {}))
+                                                  .Option(kOptStructuredReply)
+                                                  .Option(kOptListMetaContext, MetaContextData("disk", {}))
+                                                  .Option(999));
+  EXPECT_FALSE(o.result.ok());  // the client ran out of bytes
+  ASSERT_TRUE(o.plain.Greeting());
+  for (uint32_t option : {kOptList, kOptInfo, kOptGo, kOptStructuredReply, kOptListMetaContext, 999u}) {
+    auto r = o.plain.Reply();
+    ASSERT_TRUE(r) << option;
+    EXPECT_EQ(r->option, option);
+    EXPECT_EQ(r->type, kRepErrTlsReqd) << option;
+    const std::string text(r->data.begin(), r->data.end());
+    EXPECT_EQ(text.find("disk"), std::string::npos) << "the export name leaked: " << text;
+  }
+  EXPECT_TRUE(o.plain.AtEnd());
+  EXPECT_EQ(o.upgrades, 0);
+}
+
+TEST(NbdHandshakeTls, RequiredExportNameClosesWithoutAByte) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes().Option(kOptExportName, {'d', 'i', 's', 'k'}));
+  EXPECT_FALSE(o.result.ok());
+  ASSERT_TRUE(o.plain.Greeting());
+  EXPECT_TRUE(o.plain.AtEnd());
+}
+
+TEST(NbdHandshakeTls, RequiredAbortIsStillAcknowledged) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes().Option(kOptAbort));
+  EXPECT_FALSE(o.result.ok());
+  ASSERT_TRUE(o.plain.Greeting());
+  auto r = o.plain.Reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->type, kRepAck);
+}
+
+TEST(NbdHandshakeTls, StartTlsThenGoInsideTls) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes().Option(kOptStartTls),
+                           InsideOptions({{kOptGo, InfoRequestData("disk", {})}}));
+  ASSERT_TRUE(o.result.ok()) << o.result.status().ToString();
+  EXPECT_TRUE(o.result->tls);
+  EXPECT_EQ(o.upgrades, 1);
+  ASSERT_TRUE(o.plain.Greeting());
+  auto ack = o.plain.Reply();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->option, kOptStartTls);
+  EXPECT_EQ(ack->type, kRepAck);
+  EXPECT_TRUE(ack->data.empty());
+  EXPECT_TRUE(o.plain.AtEnd());  // everything after the ACK went through TLS
+  auto info = o.inside.Reply();
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->type, kRepInfo);
+}
+
+TEST(NbdHandshakeTls, StateFromBeforeStartTlsIsForgotten) {
+  auto o = RunTlsHandshake(TlsMode::kOn,
+                           ClientBytes()
+                               .Option(kOptStructuredReply)
+                               .Option(kOptSetMetaContext, MetaContextData("disk", {"base:allocation"}))
+                               .Option(kOptStartTls),
+                           InsideOptions({{kOptGo, InfoRequestData("disk", {})}}));
+  ASSERT_TRUE(o.result.ok()) << o.result.status().ToString();
+  EXPECT_TRUE(o.result->tls);
+  EXPECT_FALSE(o.result->structured_replies);
+  EXPECT_FALSE(o.result->base_allocation);
+}
+
+TEST(NbdHandshakeTls, SecondStartTlsIsInvalid) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes().Option(kOptStartTls),
+                           InsideOptions({{kOptStartTls, {}}, {kOptGo, InfoRequestData("disk", {})}}));
+  ASSERT_TRUE(o.result.ok());
+  EXPECT_EQ(o.upgrades, 1);
+  auto r = o.inside.Reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->option, kOptStartTls);
+  EXPECT_EQ(r->type, kRepErrInvalid);
+}
+
+TEST(NbdHandshakeTls, StartTlsWithDataIsInvalid) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes().Option(kOptStartTls, {1, 2, 3}));
+  ASSERT_TRUE(o.plain.Greeting());
+  auto r = o.plain.Reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->type, kRepErrInvalid);
+  EXPECT_EQ(o.upgrades, 0);
+}
+
+TEST(NbdHandshakeTls, OffRefusesStartTlsByPolicyAndServesPlaintext) {
+  auto o = RunTlsHandshake(TlsMode::kOff, ClientBytes().Option(kOptStartTls).Option(kOptGo, InfoRequestData("", {})));
+  ASSERT_TRUE(o.result.ok());
+  EXPECT_FALSE(o.result->tls);
+  ASSERT_TRUE(o.plain.Greeting());
+  auto r = o.plain.Reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->type, kRepErrPolicy);
+  EXPECT_EQ(o.upgrades, 0);
+}
+
+TEST(NbdHandshakeTls, OnServesPlaintextClientsToo) {
+  auto o = RunTlsHandshake(TlsMode::kOn, ClientBytes().Option(kOptGo, InfoRequestData("", {})));
+  ASSERT_TRUE(o.result.ok());
+  EXPECT_FALSE(o.result->tls);
+}
+
+TEST(NbdHandshakeTls, FailedUpgradeEndsTheConnection) {
+  auto o = RunTlsHandshake(TlsMode::kRequire, ClientBytes().Option(kOptStartTls).Option(kOptGo, InfoRequestData("", {})),
+                           {}, /*upgrade_fails=*/true);
+  EXPECT_FALSE(o.result.ok());
+  ASSERT_TRUE(o.plain.Greeting());
+  auto ack = o.plain.Reply();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->type, kRepAck);
+  EXPECT_TRUE(o.plain.AtEnd());  // no plaintext fallback: GO was never answered
 }
 
 }  // namespace

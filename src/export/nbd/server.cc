@@ -95,6 +95,9 @@ struct Server::Impl {
   std::atomic<uint16_t> tcp_port{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint32_t> clients{0};
+  std::atomic<uint64_t> tls_sessions{0};
+  std::atomic<uint64_t> tls_failures{0};
+  std::string tls_last_failure;  // guarded by mu
 
   std::mutex mu;
   std::condition_variable cv;  // a connection finished
@@ -107,6 +110,7 @@ struct Server::Impl {
   void Backoff();
   void StartConnection(int fd, WorkerPool& pool);
   void ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slot);
+  TlsNegotiation MakeTls(SocketStream& socket, std::unique_ptr<ByteStream>* tls_stream);
   void ReapFinished();
   void JoinAll();
   void CloseListeners();
@@ -189,12 +193,34 @@ void Server::Impl::StartConnection(int fd, WorkerPool& pool) {
   connections_total.fetch_add(1);
 }
 
+// How this connection may upgrade to TLS; the TLS stream lands in *tls_stream (it must outlive
+// the Connection and die before the socket: it sends close_notify through it).
+TlsNegotiation Server::Impl::MakeTls(SocketStream& socket, std::unique_ptr<ByteStream>* tls_stream) {
+  TlsNegotiation tls;
+  if (options.tls == nullptr) return tls;
+  tls.mode = options.tls->mode();
+  tls.start = [this, &socket, tls_stream]() -> Result<ByteStream*> {
+    auto stream = options.tls->Handshake(socket);
+    if (!stream.ok()) {
+      tls_failures.fetch_add(1);
+      std::lock_guard lock(mu);
+      tls_last_failure = stream.status().message();
+      return stream.status();
+    }
+    tls_sessions.fetch_add(1);
+    *tls_stream = std::move(*stream);
+    return tls_stream->get();
+  };
+  return tls;
+}
+
 void Server::Impl::ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slot) {
   {
     SocketStream stream(fd, wake_fd);
-    Connection connection(stream, *device, info, pool, &stopping);
+    std::unique_ptr<ByteStream> tls_stream;
+    Connection connection(stream, *device, info, pool, &stopping, ConnectionLimits{}, MakeTls(stream, &tls_stream));
     (void)connection.Serve();  // every way a connection ends is normal for the server
-  }  // the socket closes here
+  }  // the connection ends, then TLS (close_notify), then the socket closes
   clients.fetch_sub(1);
   std::lock_guard lock(mu);
   slot->done = true;
@@ -313,7 +339,14 @@ void Server::Shutdown() {
 }
 
 ServerStats Server::Stats() const {
-  return ServerStats{impl_->connections_total.load(), impl_->clients.load()};
+  ServerStats stats;
+  stats.connections_total = impl_->connections_total.load();
+  stats.clients = impl_->clients.load();
+  stats.tls_sessions = impl_->tls_sessions.load();
+  stats.tls_handshake_failures = impl_->tls_failures.load();
+  std::lock_guard lock(impl_->mu);
+  stats.tls_last_failure = impl_->tls_last_failure;
+  return stats;
 }
 
 }  // namespace ovbd::nbd

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "export/nbd/tls.h"
 #include "ovbd/block_device.h"
 #include "ovbd/status.h"
 
@@ -36,11 +37,16 @@ struct ServerOptions {
   bool read_only = false;       // refuse writes even if the device is writable
   unsigned workers = 0;         // request-serving threads; 0 = max(2, hardware_concurrency)
   size_t max_connections = 64;  // further connections are closed at once
+  // TLS credentials and mode (TlsContext::Load); null = no TLS (STARTTLS refused).
+  std::shared_ptr<const TlsContext> tls;
 };
 
 struct ServerStats {
   uint64_t connections_total = 0;  // connections served since Run() began (not those refused)
   uint32_t clients = 0;            // connections open now
+  uint64_t tls_sessions = 0;            // STARTTLS handshakes that succeeded
+  uint64_t tls_handshake_failures = 0;  // ... that failed (connection closed)
+  std::string tls_last_failure;         // why the newest one failed ("" if none did)
 };
 
 class Server {

@@ -20,17 +20,30 @@ SocketStream::~SocketStream() { close(fd_); }
 Status SocketStream::ReadFull(std::span<uint8_t> buf) {
   size_t got = 0;
   while (got < buf.size()) {
-    const ssize_t n = recv(fd_, buf.data() + got, buf.size() - got, 0);
-    if (n > 0) {
-      got += static_cast<size_t>(n);
-      continue;
-    }
+    OVBD_ASSIGN_OR_RETURN(const size_t n, ReadSome(buf.subspan(got)));
+    got += n;
+  }
+  return Status::OK();
+}
+
+Result<size_t> SocketStream::ReadSome(std::span<uint8_t> buf) {
+  if (buf.empty()) return size_t{0};
+  for (;;) {
+    const ssize_t n = recv(fd_, buf.data(), buf.size(), 0);
+    if (n > 0) return static_cast<size_t>(n);
     if (n == 0) return Status::Unavailable("nbd: client closed the connection");
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return Status::FromErrno(errno, "nbd: recv");
     OVBD_RETURN_IF_ERROR(WaitReadable());
   }
-  return Status::OK();
+}
+
+bool SocketStream::PollReadable(int timeout_ms) {
+  pollfd fds[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  const nfds_t count = wake_fd_ >= 0 ? 2 : 1;
+  if (poll(fds, count, timeout_ms) <= 0) return false;
+  if (count == 2 && (fds[1].revents & POLLIN)) return false;
+  return fds[0].revents != 0;
 }
 
 Status SocketStream::WaitReadable() {

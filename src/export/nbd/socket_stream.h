@@ -28,6 +28,14 @@ class SocketStream final : public ByteStream {
   Status WriteAll(std::span<const uint8_t> data) override;
   void Shutdown() override;
 
+  // For a layer above (TLS): waits until at least one byte is there and returns how many were
+  // read (1..buf.size()); fails as ReadFull does (Unavailable at end of stream).
+  Result<size_t> ReadSome(std::span<uint8_t> buf);
+  // Whether a byte (or the end of the stream) can be read within timeout_ms (-1: no limit),
+  // without reading it. False on timeout or at server shutdown.
+  bool PollReadable(int timeout_ms);
+  int fd() const { return fd_; }
+
  private:
   Status WaitReadable();
   Status WaitWritable();
