@@ -276,7 +276,7 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
       "  ovbd serve --listen 0.0.0.0:10809 --tls-certificates /etc/pki/ovbd base.zfile   # TLS required\n"
       "  nbdinfo 'nbds://host:10809/?tls-certificates=/etc/pki/ovbd-client'\n"
       "  ovbd serve --socket /tmp/img.sock --tls-psk keys.psk base.zfile\n"
-      "  nbdinfo 'nbds+unix:///?socket=/tmp/img.sock&tls-psk-file=keys.psk&tls-username=alice'\n"
+      "  nbdinfo 'nbds+unix://alice@/?socket=/tmp/img.sock&tls-psk-file=keys.psk'   # user alice\n"
       "  ovbd serve --config app.json --cache-dir /var/cache/ovbd --record-trace app.trace   # registry lowers\n"
               "  ovbd serve --socket /tmp/b.sock oci+http://127.0.0.1:5000/lib/app@sha256:<hex>\n"
               "  ovbd ctl /tmp/img.sock.ctl status");
