@@ -2,6 +2,7 @@
 //
 //   bytes -> MemoryStream -> Connection::Serve (handshake, request loop, InlineExecutor)
 //         -> a 64 KiB MemDevice
+//   bytes -> Negotiate with TLS required (STARTTLS continues on the same bytes)
 //   bytes -> DecodeInfoRequest / DecodeMetaContextRequest / DecodeRequest (the option and request
 //            decoders on their own)
 //
@@ -95,5 +96,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (out.size() < handshake_bytes) Fail("handshake output differs between runs");
   // Structured read replies are framed; simple ones carry unframed data, handled in CheckFraming.
   if (entered) CheckFraming(out, handshake_bytes);
+
+  // The same bytes against a server that requires TLS. The "TLS stream" is the plain one, so the
+  // input also drives the options after STARTTLS (the state reset, a second STARTTLS).
+  MemoryStream forced(input);
+  TlsNegotiation tls{TlsMode::kRequire, [&]() -> ovbd::Result<ByteStream*> { return &forced; }};
+  (void)Negotiate(forced, info, tls);
+  if (forced.consumed() > input.size()) Fail("read past the input (TLS required)");
   return 0;
 }
