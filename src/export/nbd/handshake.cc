@@ -40,6 +40,8 @@ class Negotiator {
   }
   bool IsOurExport(const std::string& name) const { return name.empty() || name == info_.name; }
   bool TlsMissing() const { return tls_.mode == TlsMode::kRequire && !state_.tls; }
+  // What this client is told now: SEND_DF appears once it negotiated structured replies.
+  uint16_t Flags() const { return ClientFlags(info_.flags, state_.structured_replies); }
 
   Status ReadClientFlags();
   Result<Next> HandleOneOption();
@@ -149,7 +151,7 @@ Result<Next> Negotiator::ExportName() {
   if (name.size() > kMaxNameLength || !IsOurExport(name)) {
     return Status::NotFound("nbd: client asked for an unknown export");
   }
-  OVBD_RETURN_IF_ERROR(Write(EncodeExportNameReply(info_.size, info_.flags, no_zeroes_)));
+  OVBD_RETURN_IF_ERROR(Write(EncodeExportNameReply(info_.size, Flags(), no_zeroes_)));
   return Next::kTransmission;
 }
 
@@ -188,7 +190,7 @@ Status Negotiator::SendInfos(const InfoRequest& request) {
   auto asked = [&](uint16_t type) {
     return std::find(request.infos.begin(), request.infos.end(), type) != request.infos.end();
   };
-  OVBD_RETURN_IF_ERROR(Reply(kRepInfo, EncodeInfoExport(info_.size, info_.flags)));
+  OVBD_RETURN_IF_ERROR(Reply(kRepInfo, EncodeInfoExport(info_.size, Flags())));
   if (asked(kInfoName)) OVBD_RETURN_IF_ERROR(Reply(kRepInfo, EncodeInfoString(kInfoName, info_.name)));
   if (asked(kInfoDescription) && !info_.description.empty()) {
     OVBD_RETURN_IF_ERROR(Reply(kRepInfo, EncodeInfoString(kInfoDescription, info_.description)));

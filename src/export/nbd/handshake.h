@@ -29,7 +29,7 @@ struct ExportInfo {
   std::string name;
   std::string description;  // NBD_INFO_DESCRIPTION when non-empty
   uint64_t size = 0;
-  uint16_t flags = 0;  // transmission flags (TransmissionFlags())
+  uint16_t flags = 0;  // transmission flags (TransmissionFlags()); SEND_DF is added per client
   uint32_t min_block = 1;
   uint32_t preferred_block = 4096;
   uint32_t max_payload = 32u << 20;

@@ -266,6 +266,44 @@ TEST(NbdHandshake, StructuredAndMetaContext) {
   EXPECT_EQ(o.out.Reply()->type, kRepAck);
 }
 
+// The flags of NBD_INFO_EXPORT (or of the EXPORT_NAME reply) in the server's output.
+uint16_t InfoExportFlags(const nbdtest::OptionReply& reply) { return GetBE16(reply.data.data() + 10); }
+
+TEST(NbdHandshake, SendDfOnlyAfterStructuredReply) {
+  auto o = RunHandshake(ClientBytes()
+                            .Option(kOptInfo, InfoRequestData("disk", {}))
+                            .Option(kOptStructuredReply)
+                            .Option(kOptInfo, InfoRequestData("disk", {}))
+                            .Option(kOptGo, InfoRequestData("disk", {})));
+  ASSERT_TRUE(o.result.ok());
+  ASSERT_TRUE(o.out.Greeting());
+  std::vector<uint16_t> flags;  // of each NBD_INFO_EXPORT, in order
+  for (auto r = o.out.Reply(); r; r = o.out.Reply()) {
+    if (r->type == kRepInfo && GetBE16(r->data.data()) == kInfoExport) flags.push_back(InfoExportFlags(*r));
+  }
+  ASSERT_EQ(flags.size(), 3u);
+  EXPECT_EQ(flags[0], TestExport().flags);  // before STRUCTURED_REPLY: the spec wants SEND_DF clear
+  EXPECT_EQ(flags[1], TestExport().flags | kTxSendDf);
+  EXPECT_EQ(flags[2], TestExport().flags | kTxSendDf);
+}
+
+TEST(NbdHandshake, ExportNameSendsDfOnlyWithStructuredReplies) {
+  for (bool structured : {false, true}) {
+    ClientBytes c;
+    if (structured) c.Option(kOptStructuredReply);
+    c.Option(kOptExportName, std::vector<uint8_t>{'d', 'i', 's', 'k'});
+    auto o = RunHandshake(c);
+    ASSERT_TRUE(o.result.ok());
+    ASSERT_TRUE(o.out.Greeting());
+    if (structured) {
+      EXPECT_EQ(o.out.Reply()->type, kRepAck);
+    }
+    auto reply = o.out.Take(10);
+    ASSERT_EQ(reply.size(), 10u);
+    EXPECT_EQ(GetBE16(reply.data() + 8), structured ? TestExport().flags | kTxSendDf : TestExport().flags);
+  }
+}
+
 TEST(NbdHandshake, SetMetaContextFailureClearsSelection) {
   auto o = RunHandshake(ClientBytes()
                             .Option(kOptStructuredReply)
@@ -430,6 +468,35 @@ TEST(NbdConnection, StructuredReadsAndBlockStatus) {
   EXPECT_EQ(GetBE32(bs->payload.data() + 20), 4096u);
   auto one = s.out.Chunk();
   EXPECT_EQ(one->payload.size(), 4u + 8);  // REQ_ONE: one descriptor
+}
+
+TEST(NbdConnection, DfReadsAreOneChunkWithStructuredRepliesAndRefusedWithout) {
+  auto device = NewMemDevice(1 << 20);
+  ASSERT_TRUE(device->Write(0, std::vector<uint8_t>(4096, 5), false).ok());
+  auto structured = Serve(*device, ClientBytes()
+                                       .Option(kOptStructuredReply)
+                                       .Option(kOptGo, InfoRequestData("", {}))
+                                       .Request(kCmdRead, 1, 100, 3000, kCmdFlagDf)
+                                       .Request(kCmdWrite, 2, 0, 16, kCmdFlagDf, std::vector<uint8_t>(16, 1))
+                                       .Request(kCmdRead, 3, 0, (64 << 10) + 1, kCmdFlagDf));
+  auto data = structured.out.Chunk();
+  ASSERT_TRUE(data);
+  EXPECT_EQ(data->type, kReplyTypeOffsetData);
+  EXPECT_EQ(data->flags, kReplyFlagDone);  // the whole read in one chunk, as DF asks
+  ASSERT_EQ(data->payload.size(), 8u + 3000);
+  EXPECT_EQ(GetBE64(data->payload.data()), 100u);
+  EXPECT_EQ(std::vector<uint8_t>(data->payload.begin() + 8, data->payload.end()), std::vector<uint8_t>(3000, 5));
+  EXPECT_EQ(structured.out.Chunk()->error, kEINVAL);     // DF is for reads only
+  EXPECT_EQ(structured.out.Chunk()->error, kEOVERFLOW);  // over the maximum payload with DF
+  auto simple = Serve(*device, ClientBytes()
+                                   .Option(kOptGo, InfoRequestData("", {}))
+                                   .Request(kCmdRead, 4, 0, 512, kCmdFlagDf));
+  auto refused = simple.out.Chunk();
+  EXPECT_EQ(refused->type, nbdtest::Chunk::kSimple);
+  EXPECT_EQ(refused->error, kEINVAL);  // no structured replies: SEND_DF was never sent
+  std::vector<uint8_t> unchanged(16);
+  ASSERT_TRUE(device->Read(0, unchanged).ok());
+  EXPECT_EQ(unchanged, std::vector<uint8_t>(16, 5));
 }
 
 TEST(NbdConnection, BadMagicEndsTheConnection) {

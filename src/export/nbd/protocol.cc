@@ -263,6 +263,10 @@ uint16_t TransmissionFlags(const BlockDeviceCaps& caps, bool read_only) {
   return flags;
 }
 
+uint16_t ClientFlags(uint16_t export_flags, bool structured_replies) {
+  return structured_replies ? static_cast<uint16_t>(export_flags | kTxSendDf) : export_flags;
+}
+
 uint32_t WireError(const Status& status) {
   switch (status.posix_errno()) {
     case EPERM: return kEPERM;

@@ -243,8 +243,13 @@ void AppendBlockStatusChunk(std::vector<uint8_t>* out, uint64_t cookie, uint32_t
 
 // ---- policy helpers ---------------------------------------------------------------------------
 // Transmission flags for a device: each SEND_* only where the capability exists, READ_ONLY when
-// the device is not writable or the export is read-only.
+// the device is not writable or the export is read-only. Never SEND_DF: that one depends on the
+// client (ClientFlags).
 uint16_t TransmissionFlags(const BlockDeviceCaps& caps, bool read_only);
+// The flags one client is sent (NBD_INFO_EXPORT, the EXPORT_NAME reply) and held to: the export's
+// flags plus SEND_DF once structured replies are negotiated. The spec requires SEND_DF clear
+// without structured replies; with them, every read is one chunk anyway, so DF is always honoured.
+uint16_t ClientFlags(uint16_t export_flags, bool structured_replies);
 // The wire error for a Status: EPERM, EIO, ENOMEM, EINVAL, ENOSPC, EOVERFLOW, ENOTSUP, ESHUTDOWN;
 // anything else is EIO. Never 0 for a non-ok status.
 uint32_t WireError(const Status& status);

@@ -302,7 +302,7 @@ TEST(NbdRequestCheck, AcceptsValidRequests) {
 TEST(NbdRequestCheck, RejectUnknownCommandAndFlags) {
   EXPECT_EQ(Check(8, 0, 512), kEINVAL);
   EXPECT_EQ(Check(0xffff, 0, 512), kEINVAL);
-  EXPECT_EQ(Check(kCmdRead, 0, 512, kCmdFlagDf), kEINVAL);  // DF never advertised
+  EXPECT_EQ(Check(kCmdRead, 0, 512, kCmdFlagDf), kEINVAL);  // SEND_DF not among the session's flags
   EXPECT_EQ(Check(kCmdRead, 0, 512, kCmdFlagReqOne), kEINVAL);
   EXPECT_EQ(Check(kCmdWrite, 0, 512, kCmdFlagNoHole), kEINVAL);
   EXPECT_EQ(Check(kCmdTrim, 0, 512, kCmdFlagFastZero), kEINVAL);
@@ -336,6 +336,34 @@ TEST(NbdRequestCheck, RejectMisalignedOnlyWhenAgreed) {
   Session odd = WritableSession();
   odd.size = (1 << 20) + 100;  // an unaligned tail is reachable
   EXPECT_EQ(Check(kCmdRead, 1 << 20, 100, 0, odd), 0u);
+}
+
+TEST(NbdRequestCheck, DfOnlyOnReadsOnceSendDfWasSent) {
+  Session df = WritableSession();
+  df.flags |= kTxSendDf;
+  EXPECT_EQ(Check(kCmdRead, 0, 4096, kCmdFlagDf, df), 0u);
+  for (uint16_t type : {kCmdWrite, kCmdTrim, kCmdWriteZeroes, kCmdCache, kCmdBlockStatus}) {
+    EXPECT_EQ(Check(type, 0, 512, kCmdFlagDf, df), kEINVAL) << type;
+  }
+  EXPECT_EQ(Check(kCmdFlush, 0, 0, kCmdFlagDf, df), kEINVAL);
+  // DF asks for one chunk; a read over the maximum payload cannot be one: EOVERFLOW, which the
+  // spec allows for DF; without DF the same read is EINVAL.
+  EXPECT_EQ(Check(kCmdRead, 0, (64 << 10) + 512, kCmdFlagDf, df), kEOVERFLOW);
+  EXPECT_EQ(Check(kCmdRead, 0, (64 << 10) + 512, 0, df), kEINVAL);
+}
+
+TEST(NbdRequestCheck, SessionGetsSendDfOnlyWithStructuredReplies) {
+  ExportInfo info;
+  info.size = 1 << 20;
+  info.flags = kTxHasFlags | kTxReadOnly;
+  Negotiated negotiated;
+  EXPECT_EQ(MakeSession(info, negotiated).flags, info.flags);
+  EXPECT_EQ(CheckRequest(RequestHeader{kCmdFlagDf, kCmdRead, 1, 0, 512}, MakeSession(info, negotiated)).error, kEINVAL);
+  negotiated.structured_replies = true;
+  EXPECT_EQ(MakeSession(info, negotiated).flags, info.flags | kTxSendDf);
+  EXPECT_EQ(CheckRequest(RequestHeader{kCmdFlagDf, kCmdRead, 1, 0, 512}, MakeSession(info, negotiated)).error, 0u);
+  EXPECT_EQ(ClientFlags(info.flags, false), info.flags);
+  EXPECT_EQ(ClientFlags(info.flags, true), info.flags | kTxSendDf);
 }
 
 TEST(NbdRequestCheck, RejectFlushWithRange) {

@@ -28,9 +28,11 @@ bool CommandNegotiated(uint16_t type, const Session& s) {
 }
 
 // Command flags valid for a command. FUA is valid on every command once SEND_FUA is advertised
-// (the spec: the server MUST accept it, even by ignoring it). DF is never advertised.
+// (the spec: the server MUST accept it, even by ignoring it). DF only on READ, once SEND_DF was
+// sent (with structured replies); a read reply is always one chunk, so it needs nothing more.
 uint16_t AllowedFlags(uint16_t type, const Session& s) {
   uint16_t allowed = (s.flags & kTxSendFua) ? kCmdFlagFua : 0;
+  if (type == kCmdRead && (s.flags & kTxSendDf)) allowed |= kCmdFlagDf;
   if (type == kCmdWriteZeroes) {
     allowed |= kCmdFlagNoHole;
     if (s.flags & kTxSendFastZero) allowed |= kCmdFlagFastZero;
@@ -141,7 +143,7 @@ std::vector<uint8_t> BlockStatusReply(BlockDevice& device, const Session& s, con
 Session MakeSession(const ExportInfo& info, const Negotiated& negotiated) {
   Session s;
   s.size = info.size;
-  s.flags = info.flags;
+  s.flags = ClientFlags(info.flags, negotiated.structured_replies);
   s.structured = negotiated.structured_replies;
   s.base_allocation = negotiated.base_allocation;
   s.min_block = negotiated.block_size_agreed ? info.min_block : 1;
@@ -163,6 +165,8 @@ Verdict CheckRequest(const RequestHeader& r, const Session& s) {
     return Refuse(grows ? kENOSPC : kEINVAL, "request past the end of the export");
   }
   if ((r.type == kCmdRead || r.type == kCmdWrite) && r.length > s.max_payload) {
+    // A DF read asks for its data in one chunk, and one that large is not sent: the spec's EOVERFLOW.
+    if (r.flags & kCmdFlagDf) return Refuse(kEOVERFLOW, "read with DF larger than the maximum payload");
     return Refuse(kEINVAL, "request larger than the maximum payload");
   }
   if (!Aligned(r, s)) return Refuse(kEINVAL, "request not aligned to the minimum block size");
