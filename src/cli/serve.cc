@@ -16,6 +16,7 @@
 
 #include "cli/command.h"
 #include "cli/image_args.h"
+#include "base/units.h"
 #include "cli/options.h"
 #include "export/control/control_server.h"
 #include "export/nbd/server.h"
@@ -102,6 +103,17 @@ nlohmann::json HandleControl(const nlohmann::json& request, const ServedImage& i
     return {{"ok", true}, {"flushed", true}};
   }
   return {{"ok", false}, {"error", "unknown command '" + command + "' (known: status, flush)"}};
+}
+
+// What `nbdinfo --list` and NBD_INFO_DESCRIPTION show when --description is not given: enough
+// to tell two ovbd exports apart at a glance.
+std::string DefaultDescription(const ServedImage& img) {
+  const size_t n = img.layer_paths.size();
+  std::string text = "ovbd: " + std::to_string(n) + (n == 1 ? " layer" : " layers");
+  if (!img.upper_data.empty()) text += " + upper";
+  text += " (" + FormatSize(img.device->Size()) + "), ";
+  text += img.device->Capabilities().writable ? "read-write" : "read-only";
+  return text;
 }
 
 sigset_t StopSignals() {
@@ -197,7 +209,7 @@ Status RunServe(const ServeArgs& a) {
   nbd::ServerOptions options;
   options.tls = std::move(tls);
   options.export_name = a.export_name;
-  options.description = a.description;
+  options.description = a.description.empty() ? DefaultDescription(img) : a.description;
   options.workers = a.threads;
   if (!a.listen.empty() && options.tls == nullptr) {
     std::cerr << "ovbd serve: warning: --listen " << a.listen
@@ -260,7 +272,9 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
   cmd->add_option("--control", args->control,
                   "Control socket (JSON lines: status, flush; default: SOCKET.ctl); see 'ovbd ctl'");
   cmd->add_option("--export-name", args->export_name, "Export name (the default export \"\" always works)");
-  cmd->add_option("--description", args->description, "Export description shown to clients");
+  cmd->add_option("--description", args->description,
+                  "Export description shown to clients (nbdinfo --list; default: 'ovbd: N layers (SIZE), "
+                  "read-write' or 'read-only')");
   cmd->add_option("--threads", args->threads, "Request-serving threads (default: one per core, at least 2)")
       ->check(CLI::Range(0u, 256u));
   cmd->add_flag("--json", args->json, "Print the ready line as JSON {uri, control, size, writable, pid}");

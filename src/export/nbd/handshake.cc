@@ -160,7 +160,7 @@ Result<Next> Negotiator::List() {
     OVBD_RETURN_IF_ERROR(ErrorReply(kRepErrInvalid, "NBD_OPT_LIST carries no data"));
     return Next::kContinue;
   }
-  OVBD_RETURN_IF_ERROR(Reply(kRepServer, EncodeServerEntry(info_.name)));
+  OVBD_RETURN_IF_ERROR(Reply(kRepServer, EncodeServerEntry(info_.name, info_.description)));
   OVBD_RETURN_IF_ERROR(Reply(kRepAck));
   return Next::kContinue;
 }

@@ -27,7 +27,7 @@ namespace ovbd::nbd {
 // What the server offers: fixed for the life of the server.
 struct ExportInfo {
   std::string name;
-  std::string description;  // NBD_INFO_DESCRIPTION when non-empty
+  std::string description;  // NBD_INFO_DESCRIPTION when non-empty; after the name in NBD_REP_SERVER
   uint64_t size = 0;
   uint16_t flags = 0;  // transmission flags (TransmissionFlags()); SEND_DF is added per client
   uint32_t min_block = 1;

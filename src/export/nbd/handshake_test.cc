@@ -218,7 +218,8 @@ TEST(NbdHandshake, ListAbortAndUnknownOption) {
   ASSERT_TRUE(server);
   EXPECT_EQ(server->type, kRepServer);
   EXPECT_EQ(GetBE32(server->data.data()), 4u);
-  EXPECT_EQ(std::string(server->data.begin() + 4, server->data.end()), "disk");
+  EXPECT_EQ(std::string(server->data.begin() + 4, server->data.begin() + 8), "disk");
+  EXPECT_EQ(std::string(server->data.begin() + 8, server->data.end()), "a test disk");  // the description
   EXPECT_EQ(o.out.Reply()->type, kRepAck);
   EXPECT_EQ(o.out.Reply()->type, kRepErrPolicy);  // STARTTLS: TLS is off here
   auto unknown = o.out.Reply();

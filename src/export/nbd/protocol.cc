@@ -74,10 +74,11 @@ std::vector<uint8_t> EncodeExportNameReply(uint64_t size, uint16_t flags, bool n
   return out;
 }
 
-std::vector<uint8_t> EncodeServerEntry(std::string_view name) {
+std::vector<uint8_t> EncodeServerEntry(std::string_view name, std::string_view description) {
   std::vector<uint8_t> out;
   AppendBE32(&out, static_cast<uint32_t>(name.size()));
   AppendBytes(&out, name);
+  AppendBytes(&out, description);
   return out;
 }
 

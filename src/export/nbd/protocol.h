@@ -184,8 +184,9 @@ std::vector<uint8_t> EncodeOptionReply(uint32_t option, uint32_t type, std::span
 std::vector<uint8_t> EncodeOptionReply(uint32_t option, uint32_t type, std::string_view payload = {});
 // Reply to NBD_OPT_EXPORT_NAME: size, transmission flags, 124 zeros unless no_zeroes.
 std::vector<uint8_t> EncodeExportNameReply(uint64_t size, uint16_t flags, bool no_zeroes);
-// NBD_REP_SERVER payload: u32 name length, name.
-std::vector<uint8_t> EncodeServerEntry(std::string_view name);
+// NBD_REP_SERVER payload: u32 name length, name, then the description (the spec leaves the bytes
+// after the name to the implementation, as text for people; libnbd reports it as the description).
+std::vector<uint8_t> EncodeServerEntry(std::string_view name, std::string_view description = {});
 // NBD_REP_INFO payloads.
 std::vector<uint8_t> EncodeInfoExport(uint64_t size, uint16_t flags);
 std::vector<uint8_t> EncodeInfoString(uint16_t info_type, std::string_view text);  // NAME, DESCRIPTION

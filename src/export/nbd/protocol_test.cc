@@ -90,6 +90,15 @@ TEST(NbdProtocol, InfoPayloads) {
   EXPECT_EQ(std::string(m.begin() + 4, m.end()), "base:allocation");
 }
 
+TEST(NbdProtocol, ServerEntryLayout) {
+  const auto plain = EncodeServerEntry("disk");
+  EXPECT_EQ(plain, (std::vector<uint8_t>{0, 0, 0, 4, 'd', 'i', 's', 'k'}));
+  const auto described = EncodeServerEntry("", "ovbd: 1 layer");
+  ASSERT_EQ(described.size(), 4u + 13);
+  EXPECT_EQ(GetBE32(described.data()), 0u);  // the name length tells where the description starts
+  EXPECT_EQ(std::string(described.begin() + 4, described.end()), "ovbd: 1 layer");
+}
+
 std::vector<uint8_t> InfoData(const std::string& name, std::vector<uint16_t> infos) {
   std::vector<uint8_t> b;
   AppendBE32(&b, static_cast<uint32_t>(name.size()));

@@ -33,7 +33,7 @@ namespace ovbd::nbd {
 
 struct ServerOptions {
   std::string export_name;      // the one export; "" (the default export) always maps to it too
-  std::string description;      // NBD_INFO_DESCRIPTION if non-empty
+  std::string description;      // NBD_INFO_DESCRIPTION if non-empty, and in the NBD_OPT_LIST entry
   bool read_only = false;       // refuse writes even if the device is writable
   unsigned workers = 0;         // request-serving threads; 0 = max(2, hardware_concurrency)
   size_t max_connections = 64;  // further connections are closed at once

@@ -149,7 +149,7 @@ TEST(NbdServer, ListAbortUnknownOptionAndUnknownExport) {
   auto entry = c.ReadOptionReply();
   ASSERT_TRUE(entry);
   EXPECT_EQ(entry->type, kRepServer);
-  EXPECT_EQ(std::string(entry->data.begin() + 4, entry->data.end()), "disk");
+  EXPECT_EQ(std::string(entry->data.begin() + 4, entry->data.end()), "disktest disk");  // name, description
   EXPECT_EQ(c.ReadOptionReply()->type, kRepAck);
   ASSERT_TRUE(c.SendOption(4242, {1, 2, 3}));
   EXPECT_EQ(c.ReadOptionReply()->type, kRepErrUnsup);
