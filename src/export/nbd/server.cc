@@ -52,7 +52,10 @@ Result<ExportInfo> MakeExportInfo(const BlockDevice& device, const ServerOptions
   info.description = options.description;
   info.size = device.Size();
   info.flags = TransmissionFlags(caps, options.read_only);
-  info.min_block = caps.min_block;
+  // Minimum 1: every BlockDevice accepts any alignment (read-modify-write at unaligned edges), and
+  // a larger minimum makes clients that honour it (libnbd, nbdfuse) refuse or split unaligned
+  // requests themselves. The preferred size is what keeps well-behaved clients aligned.
+  info.min_block = 1;
   info.preferred_block = caps.preferred_block;
   info.max_payload = std::min(caps.max_request, kMaxPayloadCeiling);
   OVBD_RETURN_IF_ERROR(CheckBlockSizes(info.min_block, info.preferred_block, info.max_payload)

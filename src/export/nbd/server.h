@@ -51,9 +51,10 @@ struct ServerStats {
 
 class Server {
  public:
-  // InvalidArgument when the device's block-size capabilities break the NBD rules (min_block a
-  // power of two <= 64 KiB, preferred a power of two >= min, max_request >= preferred and a
-  // multiple of min) or the export name is longer than 4096 bytes.
+  // The export advertises minimum block size 1 (BlockDevice takes any alignment), the device's
+  // preferred_block and min(max_request, 64 MiB). InvalidArgument when those break the NBD rules
+  // (preferred a power of two, max >= preferred) or the export name or description is longer
+  // than 4096 bytes.
   static Result<std::unique_ptr<Server>> Create(std::shared_ptr<BlockDevice> device, ServerOptions options);
 
   // Listens on a Unix socket at path (mode 0600). A stale socket at path (nobody accepts on it)

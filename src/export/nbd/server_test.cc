@@ -101,7 +101,7 @@ TEST(NbdServer, GoAdvertisesTheExport) {
   EXPECT_EQ(go->size, kSize);
   EXPECT_EQ(go->name, "disk");
   EXPECT_EQ(go->description, "test disk");
-  EXPECT_EQ(go->min_block, 512u);
+  EXPECT_EQ(go->min_block, 1u);  // any alignment: the device does read-modify-write
   EXPECT_EQ(go->preferred_block, 4096u);
   EXPECT_EQ(go->max_payload, 32u << 20);
   for (uint16_t flag : {kTxHasFlags, kTxSendFlush, kTxSendFua, kTxSendTrim, kTxSendWriteZeroes, kTxSendFastZero,
@@ -268,13 +268,10 @@ TEST(NbdServer, ReadOnlyExportRefusesWritesWithEperm) {
 TEST(NbdServer, RejectCreateWithBadBlockSizes) {
   class OddDevice : public BlockDevice {
    public:
+    explicit OddDevice(BlockDeviceCaps caps) : caps_(caps) {}
     uint64_t Size() const override { return 4096; }
     const std::string& Name() const override { return name_; }
-    BlockDeviceCaps Capabilities() const override {
-      BlockDeviceCaps caps;
-      caps.min_block = 768;
-      return caps;
-    }
+    BlockDeviceCaps Capabilities() const override { return caps_; }
     Status Read(uint64_t, std::span<uint8_t>) override { return Status::OK(); }
     Status Write(uint64_t, std::span<const uint8_t>, bool) override { return Status::OK(); }
     Status Trim(uint64_t, uint64_t, bool) override { return Status::OK(); }
@@ -284,9 +281,18 @@ TEST(NbdServer, RejectCreateWithBadBlockSizes) {
     DeviceStats Stats() const override { return {}; }
 
    private:
+    BlockDeviceCaps caps_;
     std::string name_ = "odd";
   };
-  EXPECT_FALSE(Server::Create(std::make_shared<OddDevice>(), {}).ok());
+  BlockDeviceCaps odd_preferred;
+  odd_preferred.preferred_block = 3000;  // not a power of two
+  EXPECT_EQ(Server::Create(std::make_shared<OddDevice>(odd_preferred), {}).status().code(), Code::kInvalidArgument);
+  BlockDeviceCaps small_max;
+  small_max.max_request = 2048;  // below the preferred 4096
+  EXPECT_EQ(Server::Create(std::make_shared<OddDevice>(small_max), {}).status().code(), Code::kInvalidArgument);
+  BlockDeviceCaps odd_min;
+  odd_min.min_block = 768;  // the device's own alignment is not advertised (the minimum sent is 1)
+  EXPECT_TRUE(Server::Create(std::make_shared<OddDevice>(odd_min), {}).ok());
   EXPECT_FALSE(Server::Create(nullptr, {}).ok());
 }
 
@@ -392,10 +398,8 @@ TEST(NbdServer, HostileClientsDoNotHurtOthers) {
 TEST(NbdServer, BadRequestsGetErrorsAndTheConnectionGoesOn) {
   ServerFixture f;
   TestClient c(f.socket());
-  ASSERT_TRUE(c.Handshake("disk"));  // asked for block sizes: min_block 512 is binding
+  ASSERT_TRUE(c.Handshake("disk"));
   std::vector<uint8_t> back;
-  EXPECT_EQ(c.Read(1, 512, &back), kEINVAL);                 // misaligned offset
-  EXPECT_EQ(c.Read(0, 100, &back), kEINVAL);                 // misaligned length
   EXPECT_EQ(c.Read(kSize, 512, &back), kEINVAL);             // past the end
   EXPECT_EQ(c.Read(UINT64_MAX - 511, 512, &back), kEINVAL);  // offset + length overflows
   EXPECT_EQ(c.Write(kSize - 512, std::vector<uint8_t>(1024, 1)), kENOSPC);
@@ -409,6 +413,31 @@ TEST(NbdServer, BadRequestsGetErrorsAndTheConnectionGoesOn) {
   ASSERT_EQ(c.Write(4096, data), 0);
   ASSERT_EQ(c.Read(4096, 4096, &back), 0);
   EXPECT_EQ(back, data);
+}
+
+// Minimum block size 1: a client that asked for the block sizes (as the test client does) may
+// still read and write single bytes; the device does the read-modify-write.
+TEST(NbdServer, UnalignedRequestsAreServedAfterAgreeingToBlockSizes) {
+  ServerFixture f;
+  TestClient c(f.socket());
+  auto go = c.Handshake("disk");
+  ASSERT_TRUE(go);
+  ASSERT_EQ(go->min_block, 1u);
+  const auto before = Pattern(8, 4096);
+  ASSERT_EQ(c.Write(0, before), 0);
+  ASSERT_EQ(c.Write(1000, {'a', 'b', 'c'}), 0);
+  std::vector<uint8_t> back;
+  ASSERT_EQ(c.Read(999, 5, &back), 0);
+  EXPECT_EQ(back, (std::vector<uint8_t>{before[999], 'a', 'b', 'c', before[1003]}));
+  EXPECT_EQ(c.Command(kCmdWriteZeroes, 2001, 7), 0);
+  EXPECT_EQ(c.Command(kCmdTrim, 3001, 13), 0);
+  std::vector<uint8_t> want = before;
+  std::copy_n("abc", 3, want.begin() + 1000);
+  std::fill_n(want.begin() + 2001, 7, 0);
+  std::fill_n(want.begin() + 3001, 13, 0);
+  std::vector<uint8_t> stored(4096);
+  ASSERT_TRUE(f.device().Read(0, stored).ok());
+  EXPECT_EQ(stored, want);
 }
 
 TEST(NbdServer, OversizedRequestsAreRefusedAndWritePayloadConsumed) {
