@@ -70,6 +70,10 @@ nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& ser
   const nbd::ServerStats ss = server.Stats();
   j["clients"] = ss.clients;
   j["connections_total"] = ss.connections_total;
+  // Requests the NBD edge check refused (never reached the device; not in io.errors) and served
+  // requests off 512-byte boundaries (each a read-modify-write in the device).
+  j["requests_refused"] = ss.requests_refused;
+  j["unaligned_requests"] = ss.unaligned_requests;
   j["tls"] = TlsJson(options, ss);
   const DeviceStats ds = img.device->Stats();
   j["io"] = {{"bytes_read", ds.bytes_read}, {"bytes_written", ds.bytes_written}, {"reads", ds.reads},

@@ -7,14 +7,16 @@
 namespace ovbd::nbd {
 
 Connection::Connection(ByteStream& stream, BlockDevice& device, const ExportInfo& info, Executor& executor,
-                       const std::atomic<bool>* stopping, ConnectionLimits limits, TlsNegotiation tls)
+                       const std::atomic<bool>* stopping, ConnectionLimits limits, TlsNegotiation tls,
+                       EdgeCounters* counters)
     : stream_(&stream),
       device_(device),
       info_(info),
       executor_(executor),
       stopping_(stopping),
       limits_(limits),
-      tls_(std::move(tls)) {}
+      tls_(std::move(tls)),
+      counters_(counters) {}
 
 Connection::~Connection() {
   if (writer_.joinable()) Drain();
@@ -53,6 +55,7 @@ Status Connection::ReadOne(bool* disconnect) {
     return Status::OK();
   }
   Verdict verdict = CheckRequest(request, session_);
+  Count(request, verdict);
   const uint64_t footprint = RequestFootprint(request, verdict);
   const bool alone = WaitForRoom(footprint);  // before the payload is allocated
   std::vector<uint8_t> payload;
@@ -67,6 +70,15 @@ Status Connection::ReadOne(bool* disconnect) {
     Submit(request, verdict, std::move(payload), footprint);
   }
   return Status::OK();
+}
+
+void Connection::Count(const RequestHeader& request, const Verdict& verdict) {
+  if (counters_ == nullptr) return;
+  if (verdict.error != 0) {
+    counters_->requests_refused.fetch_add(1, std::memory_order_relaxed);
+  } else if (UnalignedToSectors(request, session_)) {
+    counters_->unaligned_requests.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 // The request is the only one in flight (queue depth 1, or the first of a burst): executing it on

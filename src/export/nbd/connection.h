@@ -39,14 +39,22 @@ struct ConnectionLimits {
   uint64_t max_bytes = 64u << 20;
 };
 
+// Counters the server keeps over all its connections (ServerStats); each Connection adds to them
+// from its reader thread, anyone may read them at any time.
+struct EdgeCounters {
+  std::atomic<uint64_t> requests_refused{0};    // CheckRequest answered an error (EINVAL, EPERM, ...)
+  std::atomic<uint64_t> unaligned_requests{0};  // served requests UnalignedToSectors() flags
+};
+
 class Connection {
  public:
   // stream, device, info and executor must outlive the Connection. stopping (may be null) is
   // polled between requests: once true, no further request is read. tls says whether the client
-  // may (or must) switch to TLS; the stream it returns is used from then on.
+  // may (or must) switch to TLS; the stream it returns is used from then on. counters (may be
+  // null) must outlive the Connection too.
   Connection(ByteStream& stream, BlockDevice& device, const ExportInfo& info, Executor& executor,
              const std::atomic<bool>* stopping = nullptr, ConnectionLimits limits = {},
-             TlsNegotiation tls = {});
+             TlsNegotiation tls = {}, EdgeCounters* counters = nullptr);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -77,6 +85,7 @@ class Connection {
   void Enqueue(std::vector<uint8_t> reply, uint64_t footprint);
   void WriterLoop();
   void Drain();
+  void Count(const RequestHeader& request, const Verdict& verdict);
   bool Stopping() const { return stopping_ != nullptr && stopping_->load(std::memory_order_acquire); }
 
   ByteStream* stream_;  // the socket's stream, or the TLS stream after STARTTLS
@@ -86,6 +95,7 @@ class Connection {
   const std::atomic<bool>* stopping_;
   const ConnectionLimits limits_;
   const TlsNegotiation tls_;
+  EdgeCounters* const counters_;
   Session session_;
 
   std::mutex mu_;

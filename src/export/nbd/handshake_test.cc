@@ -500,6 +500,32 @@ TEST(NbdConnection, DfReadsAreOneChunkWithStructuredRepliesAndRefusedWithout) {
   EXPECT_EQ(unchanged, std::vector<uint8_t>(16, 5));
 }
 
+TEST(NbdConnection, CountsRefusedAndUnalignedRequests) {
+  auto device = NewMemDevice(1 << 20);
+  ExportInfo info = TestExport();
+  info.flags = TransmissionFlags(device->Capabilities(), true);  // read-only
+  info.size = device->Size();
+  info.min_block = 1;
+  const auto client = ClientBytes()
+                          .Option(kOptGo, InfoRequestData("", {kInfoBlockSize}))
+                          .Request(kCmdRead, 1, 1 << 20, 512)                 // past the end: EINVAL
+                          .Request(kCmdWrite, 2, 0, 4, 0, {1, 2, 3, 4})       // read-only: EPERM
+                          .Request(kCmdTrim, 3, 0, 512)                       // read-only: EPERM
+                          .Request(kCmdRead, 4, 0, 512, kCmdFlagDf)           // DF not negotiated
+                          .Request(kCmdRead, 5, 0, 4096)                      // aligned
+                          .Request(kCmdRead, 6, 1000, 3)                      // served, unaligned
+                          .Request(kCmdRead, 7, 512, 100)                     // served, unaligned
+                          .Request(kCmdDisc, 8, 0, 0);
+  MemoryStream stream(client.bytes());
+  InlineExecutor executor;
+  EdgeCounters counters;
+  Connection connection(stream, *device, info, executor, nullptr, ConnectionLimits{}, TlsNegotiation{},
+                        &counters);
+  ASSERT_TRUE(connection.Serve().ok());
+  EXPECT_EQ(counters.requests_refused.load(), 4u);
+  EXPECT_EQ(counters.unaligned_requests.load(), 2u);
+}
+
 TEST(NbdConnection, BadMagicEndsTheConnection) {
   auto device = NewMemDevice(1 << 20);
   auto bytes = EncodeRequest(RequestHeader{0, kCmdRead, 1, 0, 512});

@@ -406,6 +406,25 @@ TEST(NbdRequestCheck, RejectUnnegotiatedCommands) {
   EXPECT_EQ(Check(kCmdWriteZeroes, 0, 512, kCmdFlagFastZero, s), kEINVAL);
 }
 
+TEST(NbdRequestCheck, UnalignedToSectorsCountsDataCommandsOffSectorBoundaries) {
+  Session s = WritableSession();
+  auto unaligned = [&](uint16_t type, uint64_t offset, uint32_t length) {
+    return UnalignedToSectors(RequestHeader{0, type, 1, offset, length}, s);
+  };
+  for (uint16_t type : {kCmdRead, kCmdWrite, kCmdTrim, kCmdWriteZeroes}) {
+    EXPECT_FALSE(unaligned(type, 4096, 512)) << type;
+    EXPECT_FALSE(unaligned(type, 512, 0)) << type;
+    EXPECT_TRUE(unaligned(type, 1, 512)) << type;
+    EXPECT_TRUE(unaligned(type, 512, 100)) << type;
+  }
+  EXPECT_FALSE(unaligned(kCmdCache, 1, 100));  // no data moves: never counted
+  EXPECT_FALSE(unaligned(kCmdBlockStatus, 1, 100));
+  EXPECT_FALSE(unaligned(kCmdFlush, 0, 0));
+  s.size = (1 << 20) + 100;  // the tail of an odd-sized export is reachable only unaligned
+  EXPECT_FALSE(unaligned(kCmdRead, 1 << 20, 100));
+  EXPECT_TRUE(unaligned(kCmdRead, 1 << 20, 50));
+}
+
 TEST(NbdRequestCheck, PayloadAndFootprint) {
   const RequestHeader write{0, kCmdWrite, 1, 0, 4096};
   const RequestHeader read{0, kCmdRead, 1, 0, 4096};

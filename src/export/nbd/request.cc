@@ -173,6 +173,13 @@ Verdict CheckRequest(const RequestHeader& r, const Session& s) {
   return Verdict{};
 }
 
+bool UnalignedToSectors(const RequestHeader& r, const Session& s) {
+  const bool moves_data = r.type == kCmdRead || r.type == kCmdWrite || r.type == kCmdTrim || r.type == kCmdWriteZeroes;
+  if (!moves_data) return false;
+  const bool length_ok = r.length % kSectorSize == 0 || r.offset + r.length == s.size;
+  return r.offset % kSectorSize != 0 || !length_ok;
+}
+
 uint32_t PayloadLength(const RequestHeader& r) { return r.type == kCmdWrite ? r.length : 0; }
 
 Status DiscardPayload(ByteStream& stream, uint64_t n) {

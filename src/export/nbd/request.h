@@ -39,6 +39,15 @@ struct Verdict {
 };
 Verdict CheckRequest(const RequestHeader& request, const Session& session);
 
+// The unit of the unaligned-request measure below: a sector, what qemu and the kernel align to.
+inline constexpr uint32_t kSectorSize = 512;
+// True for a READ, WRITE, TRIM or WRITE_ZEROES whose offset or length is not a multiple of
+// kSectorSize (a length that ends exactly at the end of the export excepted: an odd-sized
+// export's tail is not reachable otherwise). Such a request costs the device a read-modify-write;
+// the server counts them (ServerStats::unaligned_requests) to show that clients stay aligned
+// although the minimum block size advertised is 1. Other commands move no data and never count.
+bool UnalignedToSectors(const RequestHeader& request, const Session& session);
+
 // Bytes following the header on the wire: length for NBD_CMD_WRITE, else 0.
 uint32_t PayloadLength(const RequestHeader& request);
 // Reads and drops n bytes in bounded chunks (payload of a refused write): never allocates n.

@@ -101,6 +101,7 @@ struct Server::Impl {
   std::atomic<uint64_t> tls_sessions{0};
   std::atomic<uint64_t> tls_failures{0};
   std::string tls_last_failure;  // guarded by mu
+  EdgeCounters edge;
 
   std::mutex mu;
   std::condition_variable cv;  // a connection finished
@@ -221,7 +222,8 @@ void Server::Impl::ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slo
   {
     SocketStream stream(fd, wake_fd);
     std::unique_ptr<ByteStream> tls_stream;
-    Connection connection(stream, *device, info, pool, &stopping, ConnectionLimits{}, MakeTls(stream, &tls_stream));
+    Connection connection(stream, *device, info, pool, &stopping, ConnectionLimits{}, MakeTls(stream, &tls_stream),
+                          &edge);
     (void)connection.Serve();  // every way a connection ends is normal for the server
   }  // the connection ends, then TLS (close_notify), then the socket closes
   clients.fetch_sub(1);
@@ -345,6 +347,8 @@ ServerStats Server::Stats() const {
   ServerStats stats;
   stats.connections_total = impl_->connections_total.load();
   stats.clients = impl_->clients.load();
+  stats.requests_refused = impl_->edge.requests_refused.load();
+  stats.unaligned_requests = impl_->edge.unaligned_requests.load();
   stats.tls_sessions = impl_->tls_sessions.load();
   stats.tls_handshake_failures = impl_->tls_failures.load();
   std::lock_guard lock(impl_->mu);

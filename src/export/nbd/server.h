@@ -47,6 +47,11 @@ struct ServerStats {
   uint64_t tls_sessions = 0;            // STARTTLS handshakes that succeeded
   uint64_t tls_handshake_failures = 0;  // ... that failed (connection closed)
   std::string tls_last_failure;         // why the newest one failed ("" if none did)
+  // Requests answered with an error by the edge check, before the device (docs/nbd.md, "The edge
+  // check"): out of range, on a read-only export, flags or commands not negotiated, ...
+  uint64_t requests_refused = 0;
+  // Served READ/WRITE/TRIM/WRITE_ZEROES not on 512-byte boundaries (nbd::UnalignedToSectors).
+  uint64_t unaligned_requests = 0;
 };
 
 class Server {

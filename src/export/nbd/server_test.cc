@@ -409,10 +409,15 @@ TEST(NbdServer, BadRequestsGetErrorsAndTheConnectionGoesOn) {
   EXPECT_EQ(c.Command(kCmdRead, 0, 512, 1u << 9), kEINVAL);  // unknown flag
   EXPECT_EQ(c.Command(kCmdFlush, 512, 0), kEINVAL);
   EXPECT_EQ(c.Command(kCmdBlockStatus, 0, 512), kEINVAL);    // not negotiated
+  EXPECT_EQ(f.server().Stats().requests_refused, 9u);        // each one above, counted once
   const auto data = Pattern(5, 4096);
   ASSERT_EQ(c.Write(4096, data), 0);
   ASSERT_EQ(c.Read(4096, 4096, &back), 0);
   EXPECT_EQ(back, data);
+  ASSERT_EQ(c.Read(4097, 10, &back), 0);
+  const ServerStats stats = f.server().Stats();
+  EXPECT_EQ(stats.requests_refused, 9u);  // served requests do not count
+  EXPECT_EQ(stats.unaligned_requests, 1u);
 }
 
 // Minimum block size 1: a client that asked for the block sizes (as the test client does) may
