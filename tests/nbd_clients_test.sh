@@ -237,4 +237,30 @@ check "config: a missing layer fails with exit 1 and resultFile failed:..." bash
   ! '$OVBD' serve --socket '$T/bad.sock' --config '$T/bad.json' 2> '$T/bad.err' && grep -q '^failed:' '$T/result' &&
   grep -q 'missing.lsmt' '$T/bad.err'"
 
+# ---- 5. readiness: the ready line also with -q, --pid-file -----------------------------------------
+"$OVBD" serve -q --socket "$T/q.sock" --pid-file "$T/q.pid" "$VEC/layer0.lsmt" > "$T/q.out" 2> "$T/q.err" &
+SERVER_PID=$!
+pid_file_appears() {
+  for _ in $(seq 1 400); do
+    [ -s "$T/q.pid" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+check "ready: --pid-file appears once the server listens" pid_file_appears
+check "ready: the pid file holds the server's pid" test "$(cat "$T/q.pid" 2>/dev/null)" = "$SERVER_PID"
+check "ready: once the pid file exists, a client connects at once" nbdinfo --size "nbd+unix:///?socket=$T/q.sock"
+check "ready: -q still prints the ready line" grep -q '^serving nbd+unix:///?socket=' "$T/q.out"
+check "ready: stop exits 0" stop
+check "ready: the pid file is removed at exit" test ! -e "$T/q.pid"
+check "ready: --json -q prints the JSON ready line with the pid" bash -c "
+  '$OVBD' serve -q --json --socket '$T/j.sock' '$VEC/layer0.lsmt' > '$T/j.out' & p=\$!
+  for _ in \$(seq 1 400); do [ -s '$T/j.out' ] && break; sleep 0.05; done
+  kill -TERM \$p; wait \$p || exit 1
+  '$PY' -c \"import json; j = json.loads(open('$T/j.out').readline()); assert j['pid'] == \$p and j['uri'].startswith('nbd+unix:'), j\""
+check "ready: an unwritable --pid-file fails the start with exit 1, naming the option" bash -c "
+  ! '$OVBD' serve --socket '$T/bad-pid.sock' --pid-file '$T/no/such/dir/x.pid' '$VEC/layer0.lsmt' > /dev/null 2> '$T/bad-pid.err' &&
+  grep -q -- '--pid-file' '$T/bad-pid.err' && test ! -e '$T/bad-pid.sock'"
+
 summary nbd_clients

@@ -1,11 +1,13 @@
 // ovbd serve: an image as an NBD export on a Unix socket (or TCP when asked), with a control
 // socket for status and flush.
 //
-//   main thread: open image ─> Server::Listen ─> ControlServer ─> print "ready" ─> Server::Run
+//   main thread: open image ─> Server::Listen ─> ControlServer ─> [pid file] ─> print "ready"
+//                ─> Server::Run
 //   signal thread: sigwait(SIGINT/SIGTERM/SIGHUP) ─> Server::Shutdown (in-flight requests finish)
-//   after Run: flush the upper layer, report; exit 0 (1 if the final flush failed)
+//   after Run: flush the upper layer, remove the pid file; exit 0 (1 if the final flush failed)
 #include <csignal>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <pthread.h>
 #include <thread>
@@ -14,12 +16,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/units.h"
 #include "cli/command.h"
 #include "cli/image_args.h"
-#include "base/units.h"
 #include "cli/options.h"
 #include "export/control/control_server.h"
 #include "export/nbd/server.h"
+#include "ovbd/io.h"
 
 namespace ovbd::cli {
 namespace {
@@ -31,6 +34,7 @@ struct ServeArgs {
   std::string control;
   std::string export_name;
   std::string description;
+  std::string pid_file;
   unsigned threads = 0;
   bool json = false;
   bool quiet = false;
@@ -140,17 +144,46 @@ std::thread StartSignalThread(nbd::Server* server) {
   });
 }
 
+// The ready line is how a script learns that the export accepts clients, so -q (which silences
+// progress elsewhere) does not hide it.
 void PrintReady(const ServeArgs& a, const std::string& uri, const std::string& control, const ServedImage& img) {
   if (a.json) {
     nlohmann::ordered_json j = {{"uri", uri}, {"control", control}, {"size", img.device->Size()},
                                 {"writable", img.device->Capabilities().writable}, {"pid", getpid()}};
     std::cout << j.dump() << std::endl;
-  } else if (!a.quiet) {
+  } else {
     std::cout << "serving " << uri << " (" << img.device->Size() << " bytes, "
               << (img.device->Capabilities().writable ? "read-write" : "read-only") << "), control " << control
               << std::endl;
   }
 }
+
+// --pid-file: written whole (temporary file, rename) once the server listens, so a script that
+// sees the file may connect; removed when serve exits, after the final flush, unless another
+// process has replaced it meanwhile.
+class PidFile {
+ public:
+  static Result<std::unique_ptr<PidFile>> Write(const std::string& path) {
+    const std::string text = std::to_string(getpid()) + "\n";
+    AtomicFileOptions options;
+    options.sync = false;  // a pid outlives no crash
+    OVBD_RETURN_IF_ERROR(WriteFileAtomically(
+        path, std::span(reinterpret_cast<const uint8_t*>(text.data()), text.size()), options)
+                             .WithContext("--pid-file " + path));
+    return std::unique_ptr<PidFile>(new PidFile(path));
+  }
+  ~PidFile() {
+    std::ifstream in(path_);
+    long pid = 0;
+    if (in >> pid && pid == getpid()) ::unlink(path_.c_str());
+  }
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+
+ private:
+  explicit PidFile(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
 
 // The TLS mode and credentials of the options, loaded (null when TLS is off). Without --tls,
 // credentials mean require: a server given keys is not meant to serve in the clear as well.
@@ -230,6 +263,10 @@ Status RunServe(const ServeArgs& a) {
   OVBD_ASSIGN_OR_RETURN(auto control, control::ControlServer::Start(control_path, [&](const nlohmann::json& r) {
                           return HandleControl(r, img, *server, options, started);
                         }));
+  std::unique_ptr<PidFile> pid_file;
+  if (!a.pid_file.empty()) {
+    OVBD_ASSIGN_OR_RETURN(pid_file, PidFile::Write(a.pid_file));
+  }
   std::thread signals = StartSignalThread(server.get());
   PrintReady(a, uri, control_path, img);
   img.lazy->StartBackground();
@@ -282,11 +319,21 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
   cmd->add_option("--threads", args->threads, "Request-serving threads (default: one per core, at least 2)")
       ->check(CLI::Range(0u, 256u));
   cmd->add_flag("--json", args->json, "Print the ready line as JSON {uri, control, size, writable, pid}");
-  AddQuiet(cmd, &args->quiet);
+  cmd->add_option("--pid-file", args->pid_file,
+                  "Write the process id to FILE once the export and the control socket accept "
+                  "connections; FILE is removed at exit, after the final flush");
+  cmd->add_flag("-q,--quiet", args->quiet,
+                "Accepted as by the other commands; serve shows no progress, and still prints the ready line");
   cmd->footer(
-      "\nOnce listening, prints 'serving URI ...' on standard output (a script can wait for that line).\n"
+      "\nReady: once the export and the control socket accept connections, serve prints one line on\n"
+      "standard output, with or without -q: 'serving URI (SIZE bytes, MODE), control PATH', or with\n"
+      "--json one JSON object {uri, control, size, writable, pid}. A script waits for that line\n"
+      "(read it from a pipe, or poll the redirected output), or gives --pid-file FILE and waits for\n"
+      "FILE to appear. Warnings and errors go to standard error.\n"
       "\nExamples:\n"
       "  ovbd serve --socket /tmp/img.sock base.zfile app.zfile.tar\n"
+      "  ovbd serve -q --socket /tmp/img.sock --pid-file /tmp/img.pid base.zfile > /dev/null &\n"
+      "  until [ -s /tmp/img.pid ]; do kill -0 $! || exit 1; sleep 0.1; done    # ready\n"
       "  nbdinfo 'nbd+unix:///?socket=/tmp/img.sock'\n"
       "  ovbd serve --socket /tmp/rw.sock base.zfile --upper up.data up.index\n"
       "  qemu-io -f raw 'nbd+unix:///?socket=/tmp/rw.sock' -c 'write -P 0xab 0 1M'\n"
