@@ -36,6 +36,16 @@ stop() {
   SERVER_PID=""
   return $rc
 }
+# status_field KEY: a top-level field of `ovbd ctl $CTL status` (the server last started).
+status_field() {
+  "$OVBD" ctl "$CTL" status | "${PY:-/usr/bin/python3}" -c "import json, sys; print(json.load(sys.stdin)['$1'])"
+}
+# status_is KEY VALUE: succeeds when that field equals VALUE, else says what it is.
+status_is() {
+  local got
+  got=$(status_field "$1") || return 1
+  [ "$got" = "$2" ] || { echo "$1 is $got, expected $2"; return 1; }
+}
 # summary NAME: prints the counts; the exit status is 0 only if nothing failed.
 summary() {
   echo "$1: $pass passed, $fail failed"

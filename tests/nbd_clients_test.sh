@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `ovbd serve` against real, unmodified NBD clients: libnbd's nbdinfo, nbdcopy, nbdsh and Python
 # bindings, qemu-img and qemu-io. Every check compares bytes with `ovbd cat`
-# of the same stack or with a model of the writes.
+# of the same stack or with a model of the writes. The server advertises minimum block size 1;
+# its unaligned_requests counter shows that these clients still send only sector-aligned I/O
+# (docs/nbd.md, "Block sizes"), and that libnbd's unaligned pread/pwrite reach it and work.
 #
 # usage: nbd_clients_test.sh OVBD_BINARY VECTORS_DIR
 # Exit: 0 all passed, 1 a failure, 77 skipped (a client is not installed; the reason is printed).
@@ -76,6 +78,16 @@ assert i['block_size_minimum'] == 1 and i['block_size_preferred'] == 4096, i"
   check "$name: nbdinfo --map covers the device; zero extents read as zeros" \
     map_is_consistent "$T/$name.map" "$T/$name.want" "$size"
   check "$name: qemu-img compare with the raw image" qemu-img compare -q -f raw -F raw "$T/$name.want" "$URI"
+  check "$name: qemu-img convert of the export equals ovbd cat" bash -c \
+    "qemu-img convert -f raw -O raw '$URI' '$T/$name.qemu' && cmp '$T/$name.want' '$T/$name.qemu'"
+  check "$name: nbdinfo, nbdcopy and qemu-img sent no unaligned request" status_is unaligned_requests 0
+  nbdinfo --list --json "$URI" > "$T/$name.list"
+  n=$(wc -w <<< "${STACKS[$name]}")
+  check "$name: nbdinfo --list shows the default description" "$PY" -c "
+import json; d = json.load(open('$T/$name.list'))['exports'][0]['description']
+n = $n
+want = f'ovbd: {n} layer' + ('s' if n > 1 else '') + ' ('
+assert d.startswith(want) and d.endswith('), read-only'), d"
   check "$name: stop on SIGTERM exits 0" stop
 done
 check "layer0: the map shows holes" "$PY" -c "
@@ -195,6 +207,35 @@ qemu_io_random() {
 }
 check "rw: qemu-io random writes, write-zeroes, discards and verified reads" qemu_io_random
 check "rw: qemu-img compare with the model" qemu-img compare -q -f raw -F raw "$T/rw.model" "$URI"
+check "rw: qemu-img convert writes the model into the export" \
+  qemu-img convert -n -f raw -O raw "$T/rw.model" "$URI"
+check "rw: nbdsh, 8 libnbd clients, qemu-io and qemu-img sent no unaligned request" status_is unaligned_requests 0
+# Minimum block size 1: libnbd sends byte-granular requests as they are, the server serves them
+# (read-modify-write in the device). Six unaligned requests, each checked against the model.
+cat > "$T/unaligned.py" <<'EOF'
+import os, nbd
+path = os.environ["MODEL"]
+model = bytearray(open(path, "rb").read())
+assert h.get_block_size(nbd.SIZE_MINIMUM) == 1
+h.pwrite(b"xyz", 1000)
+model[1000:1003] = b"xyz"
+assert h.pread(5, 999) == bytes(model[999:1004])
+h.pwrite(b"w" * 100, 5100)  # across the sector boundary at 5120
+model[5100:5200] = b"w" * 100
+assert h.pread(4096, 4097) == bytes(model[4097:8193])
+h.zero(7, 2001)
+model[2001:2008] = bytes(7)
+h.trim(13, 3001)
+model[3001:3014] = bytes(13)
+h.flush()
+open(path, "wb").write(model)
+EOF
+check "rw: nbdsh unaligned pwrite, pread, zero and trim keep the bytes around them" \
+  env MODEL="$T/rw.model" PATH="/usr/bin:$PATH" nbdsh -u "$URI" -c "exec(open('$T/unaligned.py').read())"
+check "rw: ... and the server counted exactly those six as unaligned" status_is unaligned_requests 6
+check "rw: qemu-img compare with the model after the unaligned writes" \
+  qemu-img compare -q -f raw -F raw "$T/rw.model" "$URI"
+check "rw: no request was refused at the edge" status_is requests_refused 0
 check "rw: SIGTERM exits 0 after flushing" stop
 check "rw: the upper layer reopens to the model" bash -c \
   "'$OVBD' cat -q '$VEC/layer0.lsmt' --upper '$T/up.data' '$T/up.index' | cmp - '$T/rw.model'"
@@ -202,7 +243,19 @@ check "rw: ovbd commit of the upper, stacked on layer0, reads as the model" bash
   "'$OVBD' commit -q '$T/up.data' '$T/up.index' '$T/new.lsmt' && '$OVBD' cat -q '$VEC/layer0.lsmt' '$T/new.lsmt' | cmp - '$T/rw.model'"
 
 # ---- 3. read-only export refuses writes with EPERM ----------------------------------------------
-start ro "$VEC/layer0.lsmt" --upper "$T/up.data" "$T/up.index" --read-only || exit 1
+start ro "$VEC/layer0.lsmt" --upper "$T/up.data" "$T/up.index" --read-only --description "ro test disk" || exit 1
+check "ro: NBD_OPT_LIST names the export with the --description text" "$PY" - "$URI" <<'EOF'
+import sys, nbd
+h = nbd.NBD()
+h.set_opt_mode(True)
+h.connect_uri(sys.argv[1])
+entries = []
+assert h.opt_list(lambda name, description: entries.append((name, description)) or 0) == 1
+assert entries == [("", "ro test disk")], entries
+h.opt_abort()
+EOF
+check "ro: nbdinfo --list --json shows it" bash -c "
+  nbdinfo --list --json '$URI' | '$PY' -c 'import json, sys; d = json.load(sys.stdin)[\"exports\"][0][\"description\"]; assert d == \"ro test disk\", d'"
 check "ro: --read-only export refuses pwrite with EPERM" "$PY" - "$URI" <<'EOF'
 import errno, sys, nbd
 h = nbd.NBD()
@@ -215,8 +268,16 @@ for op in (lambda: h.pwrite(b"x" * 512, 0), lambda: h.trim(512, 0), lambda: h.ze
         raise SystemExit("a write succeeded on a read-only export")
     except nbd.Error as e:
         assert e.errnum == errno.EPERM, (e, e.errnum)
+try:
+    h.pread(512, h.get_size())  # past the end
+    raise SystemExit("a read past the end succeeded")
+except nbd.Error as e:
+    assert e.errnum == errno.EINVAL, (e, e.errnum)
 assert h.pread(512, 0) is not None  # the connection still works
 EOF
+check "ro: ctl status counts the 4 requests refused at the edge" status_is requests_refused 4
+check "ro: ... and io.errors none (the device never saw them)" bash -c "
+  '$OVBD' ctl '$CTL' status | '$PY' -c 'import json, sys; e = json.load(sys.stdin)[\"io\"][\"errors\"]; assert e == 0, e'"
 check "ro: stop" stop
 
 # ---- 4. config.v1.json, resultFile, PATH:LENGTH -------------------------------------------------
