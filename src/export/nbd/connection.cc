@@ -22,8 +22,8 @@ Connection::~Connection() {
   if (writer_.joinable()) Drain();
 }
 
-Status Connection::Serve() {
-  auto negotiated = Negotiate(*stream_, info_, tls_);
+Status Connection::Serve(const AdmitFn& admit) {
+  auto negotiated = Negotiate(*stream_, info_, tls_, admit);
   if (!negotiated.ok()) return negotiated.status();
   stream_ = negotiated->stream;
   session_ = MakeSession(info_, *negotiated);

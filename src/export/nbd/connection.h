@@ -62,8 +62,8 @@ class Connection {
   // Serves the connection to its end: NBD_CMD_DISC, end of stream, a protocol violation, a failed
   // reply write, or *stopping. Returns only after every request read was executed and its reply
   // written (or dropped because the stream failed). OK after NBD_CMD_DISC or a stop; else why the
-  // connection ended. The caller closes the stream afterwards.
-  Status Serve();
+  // connection ended. The caller closes the stream afterwards. admit is Negotiate's (handshake.h).
+  Status Serve(const AdmitFn& admit = {});
 
  private:
   struct Pending {

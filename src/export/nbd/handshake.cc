@@ -14,8 +14,8 @@ enum class Next { kContinue, kTransmission };
 
 class Negotiator {
  public:
-  Negotiator(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls)
-      : stream_(&stream), info_(info), tls_(tls) {}
+  Negotiator(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls, const AdmitFn& admit)
+      : stream_(&stream), info_(info), tls_(tls), admit_(admit) {}
 
   Result<Negotiated> Run() {
     OVBD_RETURN_IF_ERROR(Write(EncodeGreeting(kFlagFixedNewstyle | kFlagNoZeroes)));
@@ -42,6 +42,7 @@ class Negotiator {
   bool TlsMissing() const { return tls_.mode == TlsMode::kRequire && !state_.tls; }
   // What this client is told now: SEND_DF appears once it negotiated structured replies.
   uint16_t Flags() const { return ClientFlags(info_.flags, state_.structured_replies); }
+  bool Admitted() const { return !admit_ || admit_(); }
 
   Status ReadClientFlags();
   Result<Next> HandleOneOption();
@@ -59,6 +60,7 @@ class Negotiator {
   ByteStream* stream_;  // the socket, or the TLS stream once STARTTLS succeeded
   const ExportInfo& info_;
   const TlsNegotiation& tls_;
+  const AdmitFn& admit_;
   Negotiated state_;
   bool no_zeroes_ = false;
   uint32_t option_ = 0;
@@ -151,6 +153,7 @@ Result<Next> Negotiator::ExportName() {
   if (name.size() > kMaxNameLength || !IsOurExport(name)) {
     return Status::NotFound("nbd: client asked for an unknown export");
   }
+  if (!Admitted()) return Status::Unavailable("nbd: too many clients in transmission, EXPORT_NAME refused");
   OVBD_RETURN_IF_ERROR(Write(EncodeExportNameReply(info_.size, Flags(), no_zeroes_)));
   return Next::kTransmission;
 }
@@ -174,6 +177,10 @@ Result<Next> Negotiator::InfoOrGo() {
   }
   if (!IsOurExport(request.name)) {
     OVBD_RETURN_IF_ERROR(ErrorReply(kRepErrUnknown, "no export of that name"));
+    return Next::kContinue;
+  }
+  if (option_ == kOptGo && !Admitted()) {  // before any NBD_REP_INFO: the error is the only reply
+    OVBD_RETURN_IF_ERROR(ErrorReply(kRepErrPolicy, "too many clients connected to this server; try again later"));
     return Next::kContinue;
   }
   OVBD_RETURN_IF_ERROR(SendInfos(request));
@@ -244,8 +251,9 @@ Status Negotiator::SendMetaContexts(const MetaContextRequest& request, bool set)
 
 }  // namespace
 
-Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls) {
-  Negotiator negotiator(stream, info, tls);
+Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls,
+                             const AdmitFn& admit) {
+  Negotiator negotiator(stream, info, tls, admit);
   return negotiator.Run();
 }
 

@@ -55,10 +55,18 @@ struct TlsNegotiation {
 
 inline constexpr int kMaxOptions = 1024;
 
+// Asked once a client chose to enter transmission (NBD_OPT_GO or NBD_OPT_EXPORT_NAME for our
+// export), before the reply that enters it; true admits the client. false refuses it: GO gets
+// NBD_REP_ERR_POLICY and negotiation goes on (the client may try again), EXPORT_NAME, which cannot
+// report errors, ends the handshake with Unavailable. The server uses it to cap connections in
+// transmission and to end the handshake deadline. Empty: every client is admitted.
+using AdmitFn = std::function<bool()>;
+
 // Runs the handshake. Returns once the client entered the transmission phase; an error when the
-// client aborted, disconnected, broke the protocol or named an unknown export in EXPORT_NAME.
-// After an error the caller closes the connection. Every byte read is hostile.
-// State negotiated before STARTTLS is forgotten once TLS is up (the specification's rule).
-Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls = {});
+// client aborted, disconnected, broke the protocol, named an unknown export in EXPORT_NAME or was
+// refused there by `admit`. After an error the caller closes the connection. Every byte read is
+// hostile. State negotiated before STARTTLS is forgotten once TLS is up (the specification's rule).
+Result<Negotiated> Negotiate(ByteStream& stream, const ExportInfo& info, const TlsNegotiation& tls = {},
+                             const AdmitFn& admit = {});
 
 }  // namespace ovbd::nbd

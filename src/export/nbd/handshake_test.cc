@@ -122,9 +122,9 @@ struct Outcome {
   ServerBytes out;
 };
 
-Outcome RunHandshake(const ClientBytes& client, const ExportInfo& info = TestExport()) {
+Outcome RunHandshake(const ClientBytes& client, const ExportInfo& info = TestExport(), const AdmitFn& admit = {}) {
   MemoryStream stream(client.bytes());
-  auto result = Negotiate(stream, info);
+  auto result = Negotiate(stream, info, {}, admit);
   return Outcome{std::move(result), ServerBytes(stream.output())};
 }
 
@@ -203,6 +203,47 @@ TEST(NbdHandshake, ExportNameWithAndWithoutZeroes) {
     EXPECT_EQ(o.out.Take(124).size(), no_zeroes ? 0u : 124u);
     EXPECT_TRUE(o.out.AtEnd());
   }
+}
+
+// The server's transmission cap: a refused GO is answered with ERR_POLICY alone (no INFO replies
+// before it) and the client may try again; INFO never asks for admission.
+TEST(NbdHandshake, RefusedGoGetsErrPolicyAndMayRetry) {
+  int asked = 0;
+  const AdmitFn admit = [&] { return ++asked >= 2; };
+  auto o = RunHandshake(ClientBytes()
+                            .Option(kOptInfo, InfoRequestData("disk", {}))
+                            .Option(kOptGo, InfoRequestData("disk", {}))
+                            .Option(kOptGo, InfoRequestData("disk", {})),
+                        TestExport(), admit);
+  ASSERT_TRUE(o.result.ok()) << o.result.status().ToString();
+  EXPECT_EQ(asked, 2);
+  ASSERT_TRUE(o.out.Greeting());
+  auto r = o.out.Reply();
+  while (r && r->option == kOptInfo) r = o.out.Reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->option, kOptGo);
+  EXPECT_EQ(r->type, kRepErrPolicy);
+  r = o.out.Reply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->type, kRepInfo);  // the second GO is admitted
+}
+
+TEST(NbdHandshake, RefusedExportNameCloses) {
+  auto o = RunHandshake(ClientBytes().Option(kOptExportName, std::vector<uint8_t>{'d', 'i', 's', 'k'}), TestExport(),
+                        [] { return false; });
+  EXPECT_EQ(o.result.status().code(), Code::kUnavailable);
+  ASSERT_TRUE(o.out.Greeting());
+  EXPECT_TRUE(o.out.AtEnd());  // no export reply
+}
+
+TEST(NbdHandshake, UnknownExportIsNotAskedForAdmission) {
+  bool asked = false;
+  auto o = RunHandshake(ClientBytes().Option(kOptGo, InfoRequestData("nope", {})), TestExport(), [&] {
+    asked = true;
+    return true;
+  });
+  EXPECT_FALSE(o.result.ok());  // end of stream after the ERR_UNKNOWN
+  EXPECT_FALSE(asked);
 }
 
 TEST(NbdHandshake, ExportNameUnknownCloses) {
