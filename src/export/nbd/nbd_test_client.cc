@@ -65,9 +65,10 @@ bool TestClient::Recv(size_t n, std::vector<uint8_t>* out) {
   return fd_ >= 0;
 }
 
-bool TestClient::WaitClosed() {
-  std::vector<uint8_t> sink;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kDeadlineMs);
+bool TestClient::WaitClosed() { return WaitClosed(kDeadlineMs); }
+
+bool TestClient::WaitClosed(int timeout_ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (fd_ >= 0) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     pollfd p{fd_, POLLIN, 0};

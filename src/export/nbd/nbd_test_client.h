@@ -46,9 +46,10 @@ class TestClient {
   // Raw I/O. Recv returns false on EOF, error or after the deadline.
   bool Send(const std::vector<uint8_t>& bytes);
   bool Recv(size_t n, std::vector<uint8_t>* out);
-  // True when the server closed the connection (EOF or reset) within the deadline, reading and
-  // dropping anything sent before.
+  // True when the server closed the connection (EOF or reset) within the deadline (or
+  // timeout_ms), reading and dropping anything sent before.
   bool WaitClosed();
+  bool WaitClosed(int timeout_ms);
   void Close();  // closes our side
 
   // Handshake pieces.

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -39,10 +40,14 @@ struct Listener {
   std::string unix_path;  // removed when the server stops
 };
 
-// A connection thread and whether it has finished (then the acceptor joins it).
+// One accepted connection. Its fields are guarded by Impl::mu, except that the connection's own
+// thread uses *stream without the lock until it ends (the stream object stays put until then).
 struct ConnectionSlot {
   std::thread thread;
-  bool done = false;
+  std::unique_ptr<SocketStream> stream;  // reset (socket closed) when the thread ends
+  bool transmitting = false;             // admitted at GO; else still negotiating
+  bool evicted = false;                  // shut down to make room for a newer handshake
+  bool done = false;                     // the thread has ended: the acceptor joins it
 };
 
 Result<ExportInfo> MakeExportInfo(const BlockDevice& device, const ServerOptions& options) {
@@ -80,6 +85,21 @@ Status RemoveStaleSocket(const std::string& path, const sockaddr_un& addr) {
   return Status::OK();
 }
 
+// "10 s", "0.5 s": the timeout as a user gave it.
+std::string Seconds(std::chrono::milliseconds ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%g s", static_cast<double>(ms.count()) / 1000.0);
+  return text;
+}
+
+Status CheckLimits(const ServerOptions& options) {
+  if (options.max_connections == 0 || options.max_handshakes == 0) {
+    return Status::InvalidArgument("nbd: max_connections and max_handshakes must be at least 1");
+  }
+  if (options.handshake_timeout.count() < 0) return Status::InvalidArgument("nbd: negative handshake timeout");
+  return Status::OK();
+}
+
 Status ListenOn(int fd, const sockaddr* addr, socklen_t len, const std::string& what) {
   if (bind(fd, addr, len) != 0) return Status::FromErrno(errno, "nbd: bind " + what);
   return Status::OK();
@@ -96,16 +116,13 @@ struct Server::Impl {
   std::atomic<bool> ran{false};
   std::vector<Listener> listeners;
   std::atomic<uint16_t> tcp_port{0};
-  std::atomic<uint64_t> connections_total{0};
-  std::atomic<uint32_t> clients{0};
-  std::atomic<uint64_t> tls_sessions{0};
-  std::atomic<uint64_t> tls_failures{0};
-  std::string tls_last_failure;  // guarded by mu
-  EdgeCounters edge;
+  EdgeCounters edge;            // updated by the connections without the lock
+  std::string timeout_message;  // the handshake deadline's error
 
-  std::mutex mu;
+  mutable std::mutex mu;
   std::condition_variable cv;  // a connection finished
-  std::list<ConnectionSlot> connections;
+  std::list<ConnectionSlot> connections;  // in accept order: the oldest handshake comes first
+  ServerStats stats;                      // guarded by mu
 
   ~Impl();
   Status AddListener(int fd, std::string unix_path);
@@ -113,8 +130,12 @@ struct Server::Impl {
   void AcceptFrom(int listen_fd, WorkerPool& pool);
   void Backoff();
   void StartConnection(int fd, WorkerPool& pool);
-  void ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slot);
+  bool SpawnLocked(std::unique_ptr<SocketStream> stream, WorkerPool& pool);
+  void EvictOldestHandshakeLocked();
+  void ServeConnection(WorkerPool& pool, ConnectionSlot* slot);
   TlsNegotiation MakeTls(SocketStream& socket, std::unique_ptr<ByteStream>* tls_stream);
+  bool Admit(ConnectionSlot* slot);
+  void FinishConnection(ConnectionSlot* slot);
   void ReapFinished();
   void JoinAll();
   void CloseListeners();
@@ -173,61 +194,113 @@ void Server::Impl::AcceptFrom(int listen_fd, WorkerPool& pool) {
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) Backoff();
     return;
   }
-  if (clients.load() >= options.max_connections) {
-    close(fd);  // over the limit: closed at once, before any byte is sent
-    return;
-  }
   const int one = 1;
   (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));  // fails harmlessly on Unix sockets
   StartConnection(fd, pool);
 }
 
+// Transmission full: closed at once, before any byte is sent (a client in the handshake could not
+// be admitted anyway). Handshakes full: the newcomer is served and the oldest handshake goes.
 void Server::Impl::StartConnection(int fd, WorkerPool& pool) {
-  clients.fetch_add(1);
+  auto stream = std::make_unique<SocketStream>(fd, wake_fd);
+  if (options.handshake_timeout.count() > 0) {
+    stream->SetDeadline(SocketStream::Clock::now() + options.handshake_timeout, timeout_message);
+  }
   std::lock_guard lock(mu);
+  if (stats.transmitting >= options.max_connections || !SpawnLocked(std::move(stream), pool)) {
+    stats.refused++;
+    return;  // the stream, if still here, closes the socket
+  }
+  stats.connections_total++;
+  stats.clients++;
+  if (++stats.negotiating > options.max_handshakes) EvictOldestHandshakeLocked();
+}
+
+bool Server::Impl::SpawnLocked(std::unique_ptr<SocketStream> stream, WorkerPool& pool) {
   ConnectionSlot& slot = connections.emplace_back();
+  slot.stream = std::move(stream);
   try {
-    slot.thread = std::thread([this, fd, &pool, s = &slot] { ServeConnection(fd, pool, s); });
+    slot.thread = std::thread([this, &pool, s = &slot] { ServeConnection(pool, s); });
   } catch (const std::system_error&) {  // no thread to be had: refuse this client, keep serving
     connections.pop_back();
-    clients.fetch_sub(1);
-    close(fd);
+    return false;
+  }
+  return true;
+}
+
+// The newcomer is last in the list, so the first negotiating slot is never it. Shutting the socket
+// down makes the connection's blocked read (or write) fail; its thread then ends as usual.
+void Server::Impl::EvictOldestHandshakeLocked() {
+  for (ConnectionSlot& slot : connections) {
+    if (slot.transmitting || slot.evicted || slot.done) continue;
+    slot.evicted = true;
+    slot.stream->Shutdown();
+    stats.negotiating--;
+    stats.evicted++;
     return;
   }
-  connections_total.fetch_add(1);
 }
 
 // How this connection may upgrade to TLS; the TLS stream lands in *tls_stream (it must outlive
-// the Connection and die before the socket: it sends close_notify through it).
+// the Connection and die before the socket: it sends close_notify through it). The TLS handshake
+// runs on the socket's reads and writes, so the handshake deadline bounds it too.
 TlsNegotiation Server::Impl::MakeTls(SocketStream& socket, std::unique_ptr<ByteStream>* tls_stream) {
   TlsNegotiation tls;
   if (options.tls == nullptr) return tls;
   tls.mode = options.tls->mode();
   tls.start = [this, &socket, tls_stream]() -> Result<ByteStream*> {
     auto stream = options.tls->Handshake(socket);
+    std::lock_guard lock(mu);
     if (!stream.ok()) {
-      tls_failures.fetch_add(1);
-      std::lock_guard lock(mu);
-      tls_last_failure = stream.status().message();
+      stats.tls_handshake_failures++;
+      stats.tls_last_failure = stream.status().message();
       return stream.status();
     }
-    tls_sessions.fetch_add(1);
+    stats.tls_sessions++;
     *tls_stream = std::move(*stream);
     return tls_stream->get();
   };
   return tls;
 }
 
-void Server::Impl::ServeConnection(int fd, WorkerPool& pool, ConnectionSlot* slot) {
+void Server::Impl::ServeConnection(WorkerPool& pool, ConnectionSlot* slot) {
   {
-    SocketStream stream(fd, wake_fd);
+    SocketStream& socket = *slot->stream;
     std::unique_ptr<ByteStream> tls_stream;
-    Connection connection(stream, *device, info, pool, &stopping, ConnectionLimits{}, MakeTls(stream, &tls_stream),
+    Connection connection(socket, *device, info, pool, &stopping, ConnectionLimits{}, MakeTls(socket, &tls_stream),
                           &edge);
-    (void)connection.Serve();  // every way a connection ends is normal for the server
-  }  // the connection ends, then TLS (close_notify), then the socket closes
-  clients.fetch_sub(1);
+    // Every way a connection ends is normal for the server.
+    (void)connection.Serve([this, slot] { return Admit(slot); });
+  }  // the connection ends, then TLS (close_notify); the socket closes in FinishConnection
+  FinishConnection(slot);
+}
+
+// On the connection's thread, at GO or EXPORT_NAME: moves it from the negotiating count to the
+// transmission count if there is room, and ends its handshake deadline.
+bool Server::Impl::Admit(ConnectionSlot* slot) {
   std::lock_guard lock(mu);
+  if (slot->evicted) return false;  // its socket is shut down: the reply would not arrive
+  if (stats.transmitting >= options.max_connections) {
+    stats.go_refused++;
+    return false;
+  }
+  slot->transmitting = true;
+  stats.negotiating--;
+  stats.transmitting++;
+  slot->stream->ClearDeadline();
+  return true;
+}
+
+void Server::Impl::FinishConnection(ConnectionSlot* slot) {
+  std::lock_guard lock(mu);
+  if (slot->transmitting) {
+    stats.transmitting--;
+  } else if (!slot->evicted) {
+    stats.negotiating--;
+    if (slot->stream->deadline_passed()) stats.handshake_timeouts++;
+  }
+  slot->stream.reset();  // the socket closes here
+  stats.clients--;
   slot->done = true;
   cv.notify_all();
 }
@@ -262,6 +335,8 @@ Result<std::unique_ptr<Server>> Server::Create(std::shared_ptr<BlockDevice> devi
   if (device == nullptr) return Status::InvalidArgument("nbd: no device");
   auto impl = std::make_unique<Impl>();
   OVBD_ASSIGN_OR_RETURN(impl->info, MakeExportInfo(*device, options));
+  OVBD_RETURN_IF_ERROR(CheckLimits(options));
+  impl->timeout_message = "nbd: handshake not finished within " + Seconds(options.handshake_timeout);
   impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (impl->wake_fd < 0) return Status::FromErrno(errno, "nbd: eventfd");
   impl->device = std::move(device);
@@ -344,15 +419,11 @@ void Server::Shutdown() {
 }
 
 ServerStats Server::Stats() const {
-  ServerStats stats;
-  stats.connections_total = impl_->connections_total.load();
-  stats.clients = impl_->clients.load();
+  std::unique_lock lock(impl_->mu);
+  ServerStats stats = impl_->stats;
+  lock.unlock();
   stats.requests_refused = impl_->edge.requests_refused.load();
   stats.unaligned_requests = impl_->edge.unaligned_requests.load();
-  stats.tls_sessions = impl_->tls_sessions.load();
-  stats.tls_handshake_failures = impl_->tls_failures.load();
-  std::lock_guard lock(impl_->mu);
-  stats.tls_last_failure = impl_->tls_last_failure;
   return stats;
 }
 

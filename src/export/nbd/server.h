@@ -4,9 +4,10 @@
 //   Run() thread (acceptor)         one thread per connection (reader)     shared WorkerPool
 //   ───────────────────────         ──────────────────────────────────     ─────────────────
 //   poll(listeners, wake fd)
-//     accept ──> spawn ───────────> Negotiate (option haggling)
-//                                   loop: read request ──> check ──> Submit ──> Execute on device
-//                                   (stops on DISC/EOF/     ^                    │
+//     accept ──> limits ──> spawn ─> Negotiate, under the handshake deadline; at GO: admitted
+//     (transmission full: close;     (negotiating -> transmission, deadline cleared) or ERR_POLICY
+//      handshakes full: evict the   loop: read request ──> check ──> Submit ──> Execute on device
+//      oldest negotiating one)      (stops on DISC/EOF/     ^                    │
 //                                    error/shutdown)        │ in-flight caps     v
 //                                                           └── release ── writer thread (one per
 //                                                                          connection): replies
@@ -17,9 +18,11 @@
 //
 // Contract: Create, then Listen* (one or more), then Run (once, blocks). Shutdown and Stats are
 // thread-safe. The device is shared by every connection (BlockDevice is thread-safe); the server
-// adds no lock on the read path. Destroy the Server only after Run() returned (or if it never ran).
+// adds no lock on the read path. The connection limits are explained in docs/nbd.md ("Handshake
+// limits"). Destroy the Server only after Run() returned (or if it never ran).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -36,16 +39,36 @@ struct ServerOptions {
   std::string description;      // NBD_INFO_DESCRIPTION if non-empty, and in the NBD_OPT_LIST entry
   bool read_only = false;       // refuse writes even if the device is writable
   unsigned workers = 0;         // request-serving threads; 0 = max(2, hardware_concurrency)
-  size_t max_connections = 64;  // further connections are closed at once
+  // Connections in the transmission phase. While this many are, a new connection is closed at
+  // once (ServerStats::refused) and a GO of one already negotiating gets NBD_REP_ERR_POLICY
+  // (EXPORT_NAME: closed) (ServerStats::go_refused). At least 1.
+  size_t max_connections = 64;
+  // Connections still negotiating, capped apart from max_connections so that idle or slow
+  // handshakes never take the place of clients in transmission. A connection arriving while this
+  // many negotiate evicts the oldest of them (ServerStats::evicted): holding every slot does not
+  // lock anyone out for longer than it takes the newcomer to finish. At least 1.
+  size_t max_handshakes = 128;
+  // From accept to entering transmission, in total; a connection still negotiating then is closed
+  // (ServerStats::handshake_timeouts). 0 = no limit.
+  std::chrono::milliseconds handshake_timeout{10000};
   // TLS credentials and mode (TlsContext::Load); null = no TLS (STARTTLS refused).
   std::shared_ptr<const TlsContext> tls;
 };
 
+// The connection and TLS counters are one consistent snapshot (taken under one lock); the
+// request counters are read right after it.
 struct ServerStats {
-  uint64_t connections_total = 0;  // connections served since Run() began (not those refused)
-  uint32_t clients = 0;            // connections open now
+  uint64_t connections_total = 0;   // connections accepted and served since Run() began (not refused)
+  uint32_t clients = 0;             // connections open now, in any phase
+  uint32_t negotiating = 0;         // of those, in the handshake (not counting evicted ones closing)
+  uint32_t transmitting = 0;        // of those, in the transmission phase
+  uint64_t refused = 0;             // closed at accept: max_connections in transmission, or no thread
+  uint64_t handshake_timeouts = 0;  // closed because the handshake outlived handshake_timeout
+  uint64_t evicted = 0;             // negotiating connections closed to make room for a newer one
+  uint64_t go_refused = 0;          // GO / EXPORT_NAME refused because max_connections were in transmission
   uint64_t tls_sessions = 0;            // STARTTLS handshakes that succeeded
-  uint64_t tls_handshake_failures = 0;  // ... that failed (connection closed)
+  uint64_t tls_handshake_failures = 0;  // ... that failed (connection closed; at the deadline also
+                                        // counted in handshake_timeouts)
   std::string tls_last_failure;         // why the newest one failed ("" if none did)
   // Requests answered with an error by the edge check, before the device (docs/nbd.md, "The edge
   // check"): out of range, on a read-only export, flags or commands not negotiated, ...

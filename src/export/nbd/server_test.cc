@@ -8,8 +8,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -497,8 +499,197 @@ TEST(NbdServer, MaxConnectionsClosesExtraClients) {
   TestClient second(f.socket());
   EXPECT_TRUE(second.WaitClosed());
   EXPECT_EQ(f.server().Stats().clients, 1u);
+  EXPECT_EQ(f.server().Stats().refused, 1u);
   std::vector<uint8_t> back;
   EXPECT_EQ(first.Read(0, 512, &back), 0);
+}
+
+// ---- connection limits: handshake deadline, negotiating cap, transmission cap ------------------
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+ServerOptions LimitOptions(std::chrono::milliseconds timeout, size_t max_handshakes = 128,
+                           size_t max_connections = 64) {
+  ServerOptions o = ServerFixture::DefaultOptions();
+  o.handshake_timeout = timeout;
+  o.max_handshakes = max_handshakes;
+  o.max_connections = max_connections;
+  return o;
+}
+
+// Counters that a connection's thread updates after the client saw its socket close: polled.
+bool StatsReach(const Server& server, const std::function<bool(const ServerStats&)>& want) {
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (!want(server.Stats())) {
+    if (Clock::now() > until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+// A client the server has accepted (it read the greeting) and that then says nothing.
+std::unique_ptr<TestClient> IdleClient(const std::string& socket) {
+  auto c = std::make_unique<TestClient>(socket);
+  uint16_t flags = 0;
+  EXPECT_TRUE(c->ReadGreeting(&flags));
+  return c;
+}
+
+// The rest of a handshake after the greeting: client flags, GO; the reply type of GO.
+uint32_t FinishHandshake(TestClient& c) {
+  if (!c.SendClientFlags(kClientFlagFixedNewstyle | kClientFlagNoZeroes)) return 0;
+  if (!c.SendOption(kOptGo, InfoRequestData("disk", {}))) return 0;
+  for (auto r = c.ReadOptionReply(); r; r = c.ReadOptionReply()) {
+    if (r->type != kRepInfo) return r->type;
+  }
+  return 0;
+}
+
+TEST(NbdServerLimits, SilentClientIsClosedAtTheHandshakeTimeout) {
+  ServerFixture f(LimitOptions(std::chrono::milliseconds(500)));
+  const auto start = Clock::now();
+  auto idle = IdleClient(f.socket());
+  EXPECT_TRUE(idle->WaitClosed(5000));
+  EXPECT_GE(SecondsSince(start), 0.45);
+  EXPECT_LT(SecondsSince(start), 3.0);
+  const ServerStats s = f.server().Stats();
+  EXPECT_EQ(s.handshake_timeouts, 1u);
+  EXPECT_EQ(s.negotiating, 0u);
+  EXPECT_EQ(s.clients, 0u);
+  EXPECT_EQ(s.connections_total, 1u);
+  EXPECT_EQ(s.evicted, 0u);
+  EXPECT_EQ(s.refused, 0u);
+}
+
+// One byte every 100 ms of a long option: every read makes progress, yet the deadline is total.
+TEST(NbdServerLimits, SlowLorisIsClosedAtTheDeadline) {
+  ServerFixture f(LimitOptions(std::chrono::milliseconds(1000)));
+  const auto start = Clock::now();
+  TestClient loris(f.socket());
+  uint16_t flags = 0;
+  ASSERT_TRUE(loris.ReadGreeting(&flags));
+  std::vector<uint8_t> trickle;
+  AppendBE32(&trickle, kClientFlagFixedNewstyle);
+  AppendBE64(&trickle, kOptionMagic);
+  AppendBE32(&trickle, kOptInfo);
+  AppendBE32(&trickle, 4000);
+  trickle.resize(trickle.size() + 4000, 'x');
+  bool closed = false;
+  size_t sent = 0;
+  while (!closed && sent < trickle.size() && SecondsSince(start) < 5) {
+    if (!loris.Send({trickle[sent]})) break;
+    sent++;
+    closed = loris.WaitClosed(100);
+  }
+  EXPECT_TRUE(closed || loris.WaitClosed(1000));
+  EXPECT_GE(sent, 8u);  // it did trickle
+  EXPECT_GE(SecondsSince(start), 0.95);
+  EXPECT_LT(SecondsSince(start), 2.5);
+  ASSERT_TRUE(StatsReach(f.server(), [](const ServerStats& s) { return s.clients == 0; }));
+  EXPECT_EQ(f.server().Stats().handshake_timeouts, 1u);
+}
+
+TEST(NbdServerLimits, ZeroTimeoutMeansNoLimit) {
+  ServerFixture f(LimitOptions(std::chrono::milliseconds(0)));
+  auto idle = IdleClient(f.socket());
+  EXPECT_FALSE(idle->WaitClosed(700));
+  EXPECT_EQ(FinishHandshake(*idle), kRepAck);
+  EXPECT_EQ(f.server().Stats().handshake_timeouts, 0u);
+}
+
+TEST(NbdServerLimits, FullHandshakeCapEvictsTheOldest) {
+  ServerFixture f(LimitOptions(std::chrono::milliseconds(0), /*max_handshakes=*/2));
+  auto first = IdleClient(f.socket());
+  auto second = IdleClient(f.socket());
+  EXPECT_EQ(f.server().Stats().negotiating, 2u);
+  auto third = IdleClient(f.socket());  // the cap is full: the oldest goes
+  EXPECT_TRUE(first->WaitClosed(5000));
+  ServerStats s = f.server().Stats();
+  EXPECT_EQ(s.evicted, 1u);
+  EXPECT_EQ(s.negotiating, 2u);
+  EXPECT_EQ(FinishHandshake(*second), kRepAck);  // the others were left alone
+  EXPECT_EQ(FinishHandshake(*third), kRepAck);
+  ASSERT_TRUE(StatsReach(f.server(), [](const ServerStats& s) { return s.clients == 2; }));
+  s = f.server().Stats();
+  EXPECT_EQ(s.negotiating, 0u);
+  EXPECT_EQ(s.transmitting, 2u);
+  EXPECT_EQ(s.connections_total, 3u);
+  EXPECT_EQ(s.evicted, 1u);
+  EXPECT_EQ(s.handshake_timeouts, 0u);
+  EXPECT_EQ(s.refused, 0u);
+}
+
+// Clients in transmission do not count against the handshake cap, and a good client gets through
+// while idle ones hold every handshake slot.
+TEST(NbdServerLimits, GoodClientsServedWhileHandshakeSlotsAreHeld) {
+  constexpr size_t kCap = 8;
+  ServerFixture f(LimitOptions(std::chrono::milliseconds(10000), kCap));
+  Bystander early(f.socket());
+  std::vector<std::unique_ptr<TestClient>> idle;
+  for (size_t i = 0; i < kCap; i++) idle.push_back(IdleClient(f.socket()));
+  EXPECT_EQ(f.server().Stats().negotiating, kCap);
+  early.Check(200);
+  for (int round = 0; round < 3; round++) {
+    Bystander late(f.socket());  // evicts the oldest idle one, then leaves negotiation
+    late.Check(201 + round);
+    early.Check(210 + round);
+  }
+  for (size_t i = 0; i < kCap; i++) idle.push_back(IdleClient(f.socket()));  // a second wave
+  early.Check(220);
+  ASSERT_TRUE(StatsReach(f.server(), [](const ServerStats& s) { return s.clients == 1 + kCap; }));
+  // The first late client evicted one idle client; the slot it left on entering transmission
+  // served the other late ones and the first of the second wave; the rest of that wave evicted
+  // one each: kCap evictions in all.
+  const ServerStats s = f.server().Stats();
+  EXPECT_EQ(s.evicted, kCap);
+  EXPECT_EQ(s.negotiating, kCap);
+  EXPECT_EQ(s.transmitting, 1u);
+  EXPECT_EQ(s.connections_total, 1 + 2 * kCap + 3);
+  EXPECT_EQ(s.handshake_timeouts, 0u);
+  size_t closed = 0;
+  for (auto& c : idle) closed += c->WaitClosed(50) ? 1 : 0;
+  EXPECT_EQ(closed, kCap);
+}
+
+// max_connections counts the transmission phase only: over it, a newcomer is closed at once and
+// a GO gets ERR_POLICY; once a client leaves, the same negotiating client may enter.
+TEST(NbdServerLimits, TransmissionCapRefusesAtAcceptAndAtGo) {
+  ServerFixture f(LimitOptions(std::chrono::milliseconds(10000), 128, /*max_connections=*/1));
+  auto waiting = IdleClient(f.socket());
+  auto served = std::make_unique<TestClient>(f.socket());
+  ASSERT_TRUE(served->Handshake("disk"));
+  TestClient refused(f.socket());
+  EXPECT_TRUE(refused.WaitClosed(5000));
+  uint16_t flags = 0;
+  EXPECT_FALSE(refused.ReadGreeting(&flags));
+  EXPECT_EQ(FinishHandshake(*waiting), kRepErrPolicy);
+  served.reset();
+  ASSERT_TRUE(StatsReach(f.server(), [](const ServerStats& s) { return s.transmitting == 0; }));
+  ASSERT_TRUE(waiting->SendOption(kOptGo, InfoRequestData("disk", {})));
+  auto r = waiting->ReadOptionReply();
+  while (r && r->type == kRepInfo) r = waiting->ReadOptionReply();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->type, kRepAck);
+  std::vector<uint8_t> back;
+  EXPECT_EQ(waiting->Read(0, 512, &back), 0);
+  const ServerStats s = f.server().Stats();
+  EXPECT_EQ(s.refused, 1u);
+  EXPECT_EQ(s.go_refused, 1u);
+  EXPECT_EQ(s.connections_total, 2u);
+  EXPECT_EQ(s.transmitting, 1u);
+  EXPECT_EQ(s.negotiating, 0u);
+}
+
+TEST(NbdServerLimits, RejectZeroCaps) {
+  auto device = std::shared_ptr<BlockDevice>(NewMemDevice(4096));
+  ServerOptions o;
+  o.max_handshakes = 0;
+  EXPECT_EQ(Server::Create(device, o).status().code(), Code::kInvalidArgument);
+  o = ServerOptions{};
+  o.max_connections = 0;
+  EXPECT_EQ(Server::Create(device, o).status().code(), Code::kInvalidArgument);
 }
 
 // ---- concurrency ------------------------------------------------------------------------------
