@@ -5,12 +5,14 @@
 //                ─> Server::Run
 //   signal thread: sigwait(SIGINT/SIGTERM/SIGHUP) ─> Server::Shutdown (in-flight requests finish)
 //   after Run: flush the upper layer, remove the pid file; exit 0 (1 if the final flush failed)
+#include <cmath>
 #include <csignal>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <pthread.h>
 #include <thread>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,6 +38,9 @@ struct ServeArgs {
   std::string description;
   std::string pid_file;
   unsigned threads = 0;
+  double handshake_timeout_s = 10;
+  size_t max_connections = nbd::ServerOptions{}.max_connections;
+  size_t max_handshakes = nbd::ServerOptions{}.max_handshakes;
   bool json = false;
   bool quiet = false;
   std::string tls;  // off | on | require; "" = require when credentials are given, else off
@@ -61,6 +66,18 @@ Result<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text) 
 
 nlohmann::ordered_json TlsJson(const nbd::ServerOptions& options, const nbd::ServerStats& ss);
 
+// docs/nbd.md, "Handshake limits", says what each counter means.
+nlohmann::ordered_json ConnectionsJson(const nbd::ServerStats& ss) {
+  return {{"open", ss.clients},
+          {"negotiating", ss.negotiating},
+          {"transmitting", ss.transmitting},
+          {"total", ss.connections_total},
+          {"refused", ss.refused},
+          {"go_refused", ss.go_refused},
+          {"handshake_timeouts", ss.handshake_timeouts},
+          {"evicted", ss.evicted}};
+}
+
 nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& server,
                                   const nbd::ServerOptions& options, std::chrono::steady_clock::time_point started) {
   nlohmann::ordered_json j;
@@ -72,12 +89,13 @@ nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& ser
   j["layers"] = layers;
   j["upper"] = img.upper_data.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(img.upper_data);
   const nbd::ServerStats ss = server.Stats();
-  j["clients"] = ss.clients;
+  j["clients"] = ss.clients;  // = connections.open, kept for older readers
   j["connections_total"] = ss.connections_total;
   // Requests the NBD edge check refused (never reached the device; not in io.errors) and served
   // requests off 512-byte boundaries (each a read-modify-write in the device).
   j["requests_refused"] = ss.requests_refused;
   j["unaligned_requests"] = ss.unaligned_requests;
+  j["connections"] = ConnectionsJson(ss);
   j["tls"] = TlsJson(options, ss);
   const DeviceStats ds = img.device->Stats();
   j["io"] = {{"bytes_read", ds.bytes_read}, {"bytes_written", ds.bytes_written}, {"reads", ds.reads},
@@ -236,18 +254,37 @@ std::string ControlPath(const ServeArgs& a) {
   return DefaultSocket() + ".ctl";
 }
 
+// Every connection holds a descriptor: let the caps, not the soft limit (often 1024), decide how
+// many clients there are. Failing to raise it is not fatal; accept() then backs off on EMFILE.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  (void)setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+nbd::ServerOptions ToServerOptions(const ServeArgs& a) {
+  nbd::ServerOptions options;
+  options.export_name = a.export_name;
+  options.description = a.description;
+  options.workers = a.threads;
+  options.max_connections = a.max_connections;
+  options.max_handshakes = a.max_handshakes;
+  options.handshake_timeout = std::chrono::milliseconds(std::llround(a.handshake_timeout_s * 1000));
+  return options;
+}
+
 Status RunServe(const ServeArgs& a) {
   // Before any thread exists (image readers, server, control socket), so every thread inherits
   // the mask and a stop signal can only be taken by sigwait.
   const sigset_t stop = StopSignals();
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   OVBD_ASSIGN_OR_RETURN(auto tls, LoadTls(a));  // before the image: a wrong key path costs nothing
+  RaiseFileLimit();
   OVBD_ASSIGN_OR_RETURN(ServedImage img, OpenImageArgs(a.image));
-  nbd::ServerOptions options;
+  nbd::ServerOptions options = ToServerOptions(a);
   options.tls = std::move(tls);
-  options.export_name = a.export_name;
-  options.description = a.description.empty() ? DefaultDescription(img) : a.description;
-  options.workers = a.threads;
+  if (a.description.empty()) options.description = DefaultDescription(img);
   if (!a.listen.empty() && options.tls == nullptr) {
     std::cerr << "ovbd serve: warning: --listen " << a.listen
               << " without TLS: whoever reaches it can read" << (img.device->Capabilities().writable ? " and write" : "")
@@ -318,6 +355,22 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
                   "read-write' or 'read-only')");
   cmd->add_option("--threads", args->threads, "Request-serving threads (default: one per core, at least 2)")
       ->check(CLI::Range(0u, 256u));
+  cmd->add_option("--handshake-timeout", args->handshake_timeout_s,
+                  "Seconds a client may take from connecting to entering transmission (NBD_OPT_GO), in "
+                  "total: a client that is silent or sends a byte at a time is closed then. 0 = no limit; "
+                  "fractions allowed")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--max-connections", args->max_connections,
+                  "Clients in transmission at once; while that many are, new connections are closed at "
+                  "once and NBD_OPT_GO is refused (NBD_REP_ERR_POLICY)")
+      ->check(CLI::Range(size_t{1}, size_t{100000}))
+      ->capture_default_str();
+  cmd->add_option("--max-handshakes", args->max_handshakes,
+                  "Connections still negotiating, counted apart from --max-connections; when full, a new "
+                  "connection evicts the oldest negotiating one, so idle sockets cannot lock clients out")
+      ->check(CLI::Range(size_t{1}, size_t{100000}))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the ready line as JSON {uri, control, size, writable, pid}");
   cmd->add_option("--pid-file", args->pid_file,
                   "Write the process id to FILE once the export and the control socket accept "
@@ -330,6 +383,9 @@ void AddServeCommand(CLI::App& parent, Commands* commands) {
       "--json one JSON object {uri, control, size, writable, pid}. A script waits for that line\n"
       "(read it from a pipe, or poll the redirected output), or gives --pid-file FILE and waits for\n"
       "FILE to appear. Warnings and errors go to standard error.\n"
+      "Each connection is a thread and a file descriptor; serve raises its soft RLIMIT_NOFILE to the hard\n"
+      "limit at start. 'ovbd ctl SOCKET.ctl status' counts connections: open, negotiating, refused,\n"
+      "handshake_timeouts, evicted.\n"
       "\nExamples:\n"
       "  ovbd serve --socket /tmp/img.sock base.zfile app.zfile.tar\n"
       "  ovbd serve -q --socket /tmp/img.sock --pid-file /tmp/img.pid base.zfile > /dev/null &\n"
