@@ -112,6 +112,7 @@ struct Server::Impl {
   ServerOptions options;
   ExportInfo info;
   int wake_fd = -1;
+  int reap_fd = -1;  // eventfd: a connection thread ended, the acceptor should join it
   std::atomic<bool> stopping{false};
   std::atomic<bool> ran{false};
   std::vector<Listener> listeners;
@@ -144,6 +145,7 @@ struct Server::Impl {
 Server::Impl::~Impl() {
   CloseListeners();
   if (wake_fd >= 0) close(wake_fd);
+  if (reap_fd >= 0) close(reap_fd);
 }
 
 Status Server::Impl::AddListener(int fd, std::string unix_path) {
@@ -164,9 +166,13 @@ void Server::Impl::CloseListeners() {
   listeners.clear();
 }
 
+// Ended connections are joined as soon as they end (reap_fd), not at the next accept: after a
+// burst of handshakes timed out, nothing else may arrive for a long time.
 void Server::Impl::AcceptLoop(WorkerPool& pool) {
   std::vector<pollfd> fds;
   for (const auto& l : listeners) fds.push_back({l.fd, POLLIN, 0});
+  const size_t listener_count = fds.size();
+  fds.push_back({reap_fd, POLLIN, 0});
   fds.push_back({wake_fd, POLLIN, 0});
   while (!stopping.load(std::memory_order_acquire)) {
     if (poll(fds.data(), fds.size(), -1) < 0) {
@@ -174,9 +180,11 @@ void Server::Impl::AcceptLoop(WorkerPool& pool) {
       continue;
     }
     if (fds.back().revents & POLLIN) break;
-    for (size_t i = 0; i + 1 < fds.size(); i++) {
+    for (size_t i = 0; i < listener_count; i++) {
       if (fds[i].revents & POLLIN) AcceptFrom(fds[i].fd, pool);
     }
+    uint64_t ended = 0;
+    if (fds[listener_count].revents & POLLIN) (void)!read(reap_fd, &ended, sizeof(ended));
     ReapFinished();
   }
 }
@@ -303,6 +311,8 @@ void Server::Impl::FinishConnection(ConnectionSlot* slot) {
   stats.clients--;
   slot->done = true;
   cv.notify_all();
+  const uint64_t one = 1;
+  (void)!write(reap_fd, &one, sizeof(one));
 }
 
 void Server::Impl::ReapFinished() {
@@ -339,6 +349,8 @@ Result<std::unique_ptr<Server>> Server::Create(std::shared_ptr<BlockDevice> devi
   impl->timeout_message = "nbd: handshake not finished within " + Seconds(options.handshake_timeout);
   impl->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (impl->wake_fd < 0) return Status::FromErrno(errno, "nbd: eventfd");
+  impl->reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (impl->reap_fd < 0) return Status::FromErrno(errno, "nbd: eventfd");
   impl->device = std::move(device);
   impl->options = std::move(options);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
