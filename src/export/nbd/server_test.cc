@@ -18,6 +18,7 @@
 
 #include "export/nbd/nbd_test_client.h"
 #include "export/nbd/protocol.h"
+#include "export/nbd/tls.h"
 #include "testutil.h"
 
 namespace ovbd::nbd {
@@ -680,6 +681,56 @@ TEST(NbdServerLimits, TransmissionCapRefusesAtAcceptAndAtGo) {
   EXPECT_EQ(s.connections_total, 2u);
   EXPECT_EQ(s.transmitting, 1u);
   EXPECT_EQ(s.negotiating, 0u);
+}
+
+// The TLS handshake runs on the socket's reads and writes, so the handshake deadline bounds it:
+// a client that sends STARTTLS and then nothing, or trickles a TLS record, is cut off in time.
+TEST(NbdServerLimits, DeadlineBoundsTheTlsHandshake) {
+  ovbd::testing::TempDir dir;
+  const std::string key = "alice:0123456789abcdef0123456789abcdef\n";
+  ovbd::testing::WriteFileBytes(dir.Join("k.psk"), std::vector<uint8_t>(key.begin(), key.end()));
+  TlsOptions tls;
+  tls.mode = TlsMode::kRequire;
+  tls.psk_file = dir.Join("k.psk");
+  auto context = TlsContext::Load(tls);
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  ServerOptions o = LimitOptions(std::chrono::milliseconds(800));
+  o.tls = *context;
+  ServerFixture f(o);
+  auto start_tls = [&](TestClient& c) {
+    uint16_t flags = 0;
+    ASSERT_TRUE(c.ReadGreeting(&flags));
+    ASSERT_TRUE(c.SendClientFlags(kClientFlagFixedNewstyle | kClientFlagNoZeroes));
+    ASSERT_TRUE(c.SendOption(kOptStartTls, {}));
+    auto ack = c.ReadOptionReply();
+    ASSERT_TRUE(ack);
+    ASSERT_EQ(ack->type, kRepAck);
+  };
+  {  // silent after the ACK
+    const auto start = Clock::now();
+    TestClient c(f.socket());
+    start_tls(c);
+    EXPECT_TRUE(c.WaitClosed(5000));
+    EXPECT_GE(SecondsSince(start), 0.75);
+    EXPECT_LT(SecondsSince(start), 3.0);
+  }
+  {  // a handshake record header claiming 512 bytes, then its body one byte per 50 ms
+    const auto start = Clock::now();
+    TestClient c(f.socket());
+    start_tls(c);
+    ASSERT_TRUE(c.Send({0x16, 0x03, 0x01, 0x02, 0x00}));
+    bool closed = false;
+    for (int i = 0; i < 100 && !closed; i++) closed = !c.Send({0x01}) || c.WaitClosed(50);
+    EXPECT_TRUE(closed || c.WaitClosed(1000));
+    EXPECT_GE(SecondsSince(start), 0.75);
+    EXPECT_LT(SecondsSince(start), 3.0);
+  }
+  ASSERT_TRUE(StatsReach(f.server(), [](const ServerStats& s) { return s.clients == 0; }));
+  const ServerStats s = f.server().Stats();
+  EXPECT_EQ(s.handshake_timeouts, 2u);
+  EXPECT_EQ(s.tls_handshake_failures, 2u);
+  EXPECT_EQ(s.tls_sessions, 0u);
+  EXPECT_NE(s.tls_last_failure.find("handshake not finished within 0.8 s"), std::string::npos) << s.tls_last_failure;
 }
 
 TEST(NbdServerLimits, RejectZeroCaps) {
