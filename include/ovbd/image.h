@@ -53,6 +53,14 @@ struct BlobRef {
   uint64_t size = 0;
 };
 
+// lowers[i].checkpoint: a name given to the layer by an online snapshot (docs/lifecycle.md), what
+// change tracking counts from. Names are unique within one manifest.
+struct Checkpoint {
+  std::string name;     // 1..255 bytes, no '/' and no control characters
+  std::string created;  // UTC, "2026-12-07T15:42:00Z"; "" if unknown
+  bool operator==(const Checkpoint&) const = default;
+};
+
 struct LowerSpec {
   std::string file;             // resolved path; "" = remote
   std::string digest;           // "sha256:<64 hex>" or ""
@@ -60,6 +68,7 @@ struct LowerSpec {
   // lowers[i].digestTable: the blob's per-chunk digest table (docs/format/digest-table.md),
   // size 1 ..= 64 + 32 * remote::kMaxDigestChunks. Parsed (and checked) for local lowers too.
   std::optional<BlobRef> digest_table;
+  std::optional<Checkpoint> checkpoint;
 };
 
 // overlaybd's "download" object: background download of whole registry layers.

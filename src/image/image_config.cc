@@ -61,6 +61,26 @@ Result<std::optional<BlobRef>> ParseDigestTable(const json& lower, const std::st
   return std::optional<BlobRef>(std::move(ref));
 }
 
+bool IsCheckpointName(const std::string& name) {
+  if (name.empty() || name.size() > 255) return false;
+  return std::none_of(name.begin(), name.end(),
+                      [](char c) { return c == '/' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+// lowers[i].checkpoint = {"name": "c1", "created": "2026-12-07T15:42:00Z"} (docs/lifecycle.md).
+Result<std::optional<Checkpoint>> ParseCheckpoint(const json& lower, const std::string& where) {
+  auto it = lower.find("checkpoint");
+  if (it == lower.end() || it->is_null()) return std::optional<Checkpoint>();
+  if (!it->is_object()) return Status::InvalidArgument(where + ": expected an object");
+  Checkpoint c;
+  OVBD_ASSIGN_OR_RETURN(c.name, OptionalString(*it, "name", where + ".name"));
+  if (!IsCheckpointName(c.name)) {
+    return Status::InvalidArgument(where + ".name: expected 1..255 bytes without '/' or control characters");
+  }
+  OVBD_ASSIGN_OR_RETURN(c.created, OptionalString(*it, "created", where + ".created"));
+  return std::optional<Checkpoint>(std::move(c));
+}
+
 Result<LowerSpec> ParseLower(const json& lower, size_t i, const std::string& base_dir) {
   std::string where = "lowers[" + std::to_string(i) + "]";
   if (!lower.is_object()) return Status::InvalidArgument(where + ": expected an object");
@@ -69,6 +89,7 @@ Result<LowerSpec> ParseLower(const json& lower, size_t i, const std::string& bas
   OVBD_ASSIGN_OR_RETURN(spec.digest, OptionalString(lower, "digest", where + ".digest"));
   OVBD_ASSIGN_OR_RETURN(spec.size, OptionalSize(lower, "size", where + ".size"));
   OVBD_ASSIGN_OR_RETURN(spec.digest_table, ParseDigestTable(lower, where + ".digestTable"));
+  OVBD_ASSIGN_OR_RETURN(spec.checkpoint, ParseCheckpoint(lower, where + ".checkpoint"));
   if (!spec.file.empty()) {
     spec.file = Resolve(spec.file, base_dir);
     return spec;  // a local file wins; digest and size are informational
@@ -88,6 +109,12 @@ Result<std::vector<LowerSpec>> ParseLowers(const json& root, const std::string& 
   OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(it->size()).WithContext("lowers"));
   for (size_t i = 0; i < it->size(); i++) {
     OVBD_ASSIGN_OR_RETURN(LowerSpec spec, ParseLower((*it)[i], i, base_dir));
+    for (size_t j = 0; j < lowers.size() && spec.checkpoint; j++) {
+      if (lowers[j].checkpoint && lowers[j].checkpoint->name == spec.checkpoint->name) {
+        return Status::InvalidArgument("lowers[" + std::to_string(i) + "].checkpoint.name: '" +
+                                       spec.checkpoint->name + "' is also lowers[" + std::to_string(j) + "]'s");
+      }
+    }
     lowers.push_back(std::move(spec));
   }
   return lowers;
