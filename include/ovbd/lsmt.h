@@ -201,6 +201,11 @@ class Image : public ReadableFile {
   virtual Status Write(uint64_t offset, std::span<const uint8_t> data) = 0;
   virtual Status Discard(uint64_t offset, uint64_t length) = 0;
   virtual Status Flush() = 0;
+  // Syncs and seals the upper layer in place (RwLayer::Seal: its data file becomes a read-only
+  // layer); reads go on, writes fail with InvalidArgument from then on. NotSupported without an
+  // upper. An online snapshot calls it with writes paused and stacks the sealed data file as the
+  // newest lower of the next image, under a fresh upper (docs/lifecycle.md).
+  virtual Status SealUpper() = 0;
   // Number of layers, including the upper.
   virtual size_t layer_count() const = 0;
   // The merged mappings of the whole stack (tags: 0 = top), for commit, merge and extents.

@@ -42,6 +42,11 @@ class StackImage final : public Image {
   Status Write(uint64_t offset, std::span<const uint8_t> data) override;
   Status Discard(uint64_t offset, uint64_t length) override;
   Status Flush() override { return upper_ ? upper_->Sync() : Status::OK(); }
+  Status SealUpper() override {
+    if (!upper_) return Status::NotSupported(name_ + ": no writable layer to seal");
+    OVBD_RETURN_IF_ERROR(upper_->Sync());
+    return upper_->Seal();
+  }
   size_t layer_count() const override { return lowers_.size() + (upper_ ? 1 : 0); }
   std::vector<Segment> Segments() const override { return Resolve(0, kMaxOffset); }
   std::vector<Segment> SegmentsIn(uint64_t offset, uint64_t length) const override {

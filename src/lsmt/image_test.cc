@@ -118,6 +118,32 @@ TEST(Image, WritesGoToTheUpperLayerAndShadowLowers) {
   EXPECT_EQ(image->Write(64 << 20, data).code(), Code::kOutOfRange);
 }
 
+TEST(Image, SealUpperMakesTheWritableLayerTheNextLower) {
+  RwDisks disks;
+  auto image = MustOpenImage({Vector("layer0.lsmt")}, MustCreateRw(disks, 64 << 20));
+  ASSERT_NE(image, nullptr);
+  std::vector<uint8_t> data = MakeData(7, 8192);
+  ASSERT_TRUE(image->Write(1024, data).ok());
+  ASSERT_TRUE(image->Discard(65536, 4096).ok());
+  std::vector<uint8_t> before(1 << 20);
+  ASSERT_TRUE(image->ReadAt(0, before).ok());
+  ASSERT_TRUE(image->SealUpper().ok());
+  EXPECT_EQ(image->Write(0, data).code(), Code::kInvalidArgument);
+  EXPECT_EQ(image->SealUpper().code(), Code::kInvalidArgument);  // sealed once
+  std::vector<uint8_t> after(1 << 20);
+  ASSERT_TRUE(image->ReadAt(0, after).ok());  // reads go on through the sealed layer
+  EXPECT_EQ(after, before);
+  // The sealed data file is a read-only layer: stacked under a fresh upper it serves the same.
+  RwDisks next;
+  std::shared_ptr<const ReadableFile> sealed = disks.DataFile();
+  auto image2 = MustOpenImage({Vector("layer0.lsmt"), sealed}, MustCreateRw(next, 64 << 20));
+  ASSERT_NE(image2, nullptr);
+  ExpectSameContent(*image, *image2);
+  EXPECT_TRUE(image2->Write(0, data).ok());
+  auto read_only = MustOpenImage({Vector("layer0.lsmt")});
+  EXPECT_EQ(read_only->SealUpper().code(), Code::kNotSupported);
+}
+
 TEST(Image, RwLayerWithoutSizeTakesTheLowerSize) {
   RwDisks disks;
   MustCreateRw(disks, 4096);
