@@ -17,33 +17,11 @@
 #include <thread>
 #include <vector>
 
+#include "io/switchable_file.h"
 #include "ovbd/io.h"
 #include "ovbd/status.h"
 
 namespace ovbd::cli {
-
-// A ReadableFile whose backing file can be replaced, atomically for readers, by one with the
-// same content. Name() stays the first file's.
-class SwitchableFile : public ReadableFile {
- public:
-  explicit SwitchableFile(std::shared_ptr<const ReadableFile> initial);
-  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
-  uint64_t Size() const override { return size_; }
-  const std::string& Name() const override { return name_; }
-  void Prefetch(uint64_t offset, uint64_t length) const override;
-  bool Invalidate(uint64_t offset, uint64_t length) const override;
-  // Replaces the backing file (Size must match: InvalidArgument otherwise).
-  Status Switch(std::shared_ptr<const ReadableFile> file);
-  bool switched() const { return switched_.load(); }
-
- private:
-  std::shared_ptr<const ReadableFile> Current() const;
-  mutable std::mutex mu_;
-  std::shared_ptr<const ReadableFile> current_;
-  const uint64_t size_;
-  const std::string name_;
-  std::atomic<bool> switched_{false};
-};
 
 // CACHE_DIR/layers/<digest>.
 std::string DownloadPath(const std::string& cache_dir, const std::string& digest);

@@ -9,7 +9,7 @@
 #include "cli/options.h"
 #include "cli/output.h"
 #include "cli/progress.h"
-#include "cli/write_behind.h"
+#include "io/write_behind.h"
 #include "image/layer_context.h"
 
 namespace ovbd::cli {

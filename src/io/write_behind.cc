@@ -1,5 +1,5 @@
 // Write-behind output: a producer-side buffer, a bounded queue and one writer thread.
-#include "cli/write_behind.h"
+#include "io/write_behind.h"
 
 #include <condition_variable>
 #include <deque>
@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-namespace ovbd::cli {
+namespace ovbd {
 namespace {
 
 // Larger than PosixWritableFile's 1 MiB buffer, so each buffer goes straight to write(2).
@@ -152,4 +152,4 @@ std::unique_ptr<WritableFile> NewWriteBehindFile(WritableFile* base, uint64_t sy
   return std::make_unique<WriteBehindFile>(base, sync_every);
 }
 
-}  // namespace ovbd::cli
+}  // namespace ovbd

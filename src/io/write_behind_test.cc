@@ -1,5 +1,5 @@
 // WriteBehindFile: same bytes in the same order, periodic syncs, sticky errors, Close semantics.
-#include "cli/write_behind.h"
+#include "io/write_behind.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 
 #include "testutil.h"
 
-namespace ovbd::cli {
+namespace ovbd {
 namespace {
 
 using ovbd::testing::MakeData;
@@ -128,4 +128,4 @@ TEST(WriteBehind, SyncErrorsStick) {
 }
 
 }  // namespace
-}  // namespace ovbd::cli
+}  // namespace ovbd

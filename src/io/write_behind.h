@@ -21,10 +21,10 @@
 
 #include "ovbd/io.h"
 
-namespace ovbd::cli {
+namespace ovbd {
 
 inline constexpr uint64_t kWriteBehindSyncBytes = 16 << 20;
 
 std::unique_ptr<WritableFile> NewWriteBehindFile(WritableFile* base, uint64_t sync_every = kWriteBehindSyncBytes);
 
-}  // namespace ovbd::cli
+}  // namespace ovbd
