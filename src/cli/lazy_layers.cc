@@ -245,7 +245,7 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
   if (!blob.ok()) return blob.status().WithContext("lower " + std::to_string(index));
   std::shared_ptr<const ReadableFile> source(std::move(blob).value());
   raw_sources_[index] = source;
-  if (auto local = OpenDownloaded(args.cache_dir, ref.digest, source->Size())) {
+  if (auto local = volume::OpenDownloaded(args.cache_dir, ref.digest, source->Size())) {
     ++local_copies_;
     checks_[index] = kCheckLocalCopy;
     return local;  // downloaded and verified by an earlier run
@@ -261,7 +261,7 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
   // Blobs read lazily without verification (--trust-unverified) are cached under a key of their
   // own, so that their bytes are never taken for verified ones by a later run.
   const std::string key = ref.digest + (checks_[index].empty() && trust_unverified_ ? ".unverified" : "");
-  auto tap = std::make_shared<FetchTap>(fetched);
+  auto tap = std::make_shared<volume::FetchTap>(fetched);
   OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, key, tap));
   if (ref.digest_table) {
     // The link says every block cached under this key came through a digest table. Without it,
@@ -300,7 +300,7 @@ void LayerSession::PrefetchTables(const LazyArgs& args) {
     for (size_t i; (i = next++) < todo.size();) {
       const image::BlobRef& t = *todo[i]->digest_table;
       auto blob = remote::OpenBlob(todo[i]->repo_blob_url, t.digest, t.size, options);
-      if (blob.ok()) (void)FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables", 1);
+      if (blob.ok()) (void)volume::FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables", 1);
     }
   };
   std::vector<std::thread> threads;
@@ -355,26 +355,6 @@ Status LayerSession::OpenAll(const LazyArgs& args) {
   return Status::OK();
 }
 
-Status ReadErrorTap::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
-  Status s = base_->ReadAt(offset, buf);
-  if (s.ok()) return s;
-  const uint64_t n = ++errors_;
-  std::string text = s.ToString();
-  if (n <= 20 || n % 1000 == 0) {
-    std::fprintf(stderr, "ovbd: read error %llu of %s at offset %llu (%zu bytes): %s\n",
-                 static_cast<unsigned long long>(n), Name().c_str(), static_cast<unsigned long long>(offset),
-                 buf.size(), text.c_str());
-  }
-  std::lock_guard lock(mu_);
-  last_ = std::move(text);
-  return s;
-}
-
-std::string ReadErrorTap::last_error() const {
-  std::lock_guard lock(mu_);
-  return last_;
-}
-
 namespace {
 // ZFile with per-block CRCs and CALC_DIGEST: every data block, the header, the trailer and the
 // jump table carry a check, so a wrong byte from the registry is caught before it is returned.
@@ -416,7 +396,7 @@ Status LayerSession::DownloadUnverifiable(std::vector<std::optional<lsmt::LowerL
       std::fprintf(stderr, "ovbd: %s has no digest table and no per-block checks: downloading it whole (%llu bytes) "
                    "before serving (--trust-unverified reads it lazily)\n",
                    ref.Name().c_str(), static_cast<unsigned long long>(raw_sources_[i]->Size()));
-      auto got = FetchVerifiedCopy(*raw_sources_[i], ref.digest, cache_dir_ + "/layers");
+      auto got = volume::FetchVerifiedCopy(*raw_sources_[i], ref.digest, cache_dir_ + "/layers");
       if (!got.ok()) return got.status().WithContext("lower " + std::to_string(i) + " " + ref.Name());
       copy = std::move(got).value();
     }
@@ -438,7 +418,7 @@ Result<std::shared_ptr<const remote::DigestTable>> LayerSession::LoadDigestTable
   auto blob = remote::OpenBlob(ref.repo_blob_url, t.digest, t.size, options);
   if (!blob.ok()) return blob.status().WithContext(what);
   // Kept in CACHE_DIR/tables under its own digest: a restart reads it without the registry.
-  auto copy = FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables");
+  auto copy = volume::FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables");
   if (!copy.ok()) return copy.status().WithContext(what);
   auto bytes = ReadAll(**copy);
   if (!bytes.ok()) return bytes.status().WithContext(what);
@@ -523,7 +503,7 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
                         {"refetches", verify_stats_->refetches.load()}};
   if (local_copies_ > 0) j["downloaded_layers_used"] = local_copies_;
   if (downloader_) {
-    const DownloadStats d = downloader_->Stats();
+    const volume::DownloadStats d = downloader_->Stats();
     j["download"] = {{"layers", d.layers}, {"done", d.done},     {"failed", d.failed},
                      {"bytes", d.bytes},   {"finished", d.finished}, {"first_error", d.first_error}};
   }

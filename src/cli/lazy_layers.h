@@ -21,14 +21,15 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json_fwd.hpp>
 
-#include "cli/complete_verifier.h"
-#include "cli/layer_download.h"
 #include "ovbd/cache.h"
 #include "ovbd/digest_table.h"
 #include "ovbd/remote.h"
 #include "ovbd/image.h"
 #include "ovbd/lsmt.h"
 #include "ovbd/status.h"
+#include "volume/complete_verifier.h"
+#include "volume/layer_download.h"
+#include "volume/read_error_tap.h"
 
 namespace ovbd::trace {
 class TraceRecorder;
@@ -37,6 +38,11 @@ struct Trace;
 }  // namespace ovbd::trace
 
 namespace ovbd::cli {
+
+using volume::CompleteVerifier;
+using volume::DownloadJob;
+using volume::Downloader;
+using volume::ReadErrorTap;
 
 // Options of remote lowers, the cache and trace prefetch (serve, attach, cat).
 struct LazyArgs {
@@ -77,27 +83,6 @@ struct LayerRef {
 bool IsOciReference(const std::string& arg);
 std::vector<LayerRef> RefsFromArgs(const std::vector<std::string>& layers);
 std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config);
-
-// Above a remote lower (after ZFile/LSMT unwrapping): counts the reads that failed, keeps the
-// last reason for `ctl status` and logs them to stderr (the first 20, then every 1000th), so an
-// EIO the client sees has its cause (blob, offset, check) in the log.
-class ReadErrorTap : public ReadableFile {
- public:
-  explicit ReadErrorTap(std::shared_ptr<const ReadableFile> base) : base_(std::move(base)) {}
-  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
-  uint64_t Size() const override { return base_->Size(); }
-  const std::string& Name() const override { return base_->Name(); }
-  void Prefetch(uint64_t offset, uint64_t length) const override { base_->Prefetch(offset, length); }
-  bool Invalidate(uint64_t offset, uint64_t length) const override { return base_->Invalidate(offset, length); }
-  uint64_t errors() const { return errors_.load(); }
-  std::string last_error() const;
-
- private:
-  std::shared_ptr<const ReadableFile> base_;
-  mutable std::atomic<uint64_t> errors_{0};
-  mutable std::mutex mu_;
-  mutable std::string last_;
-};
 
 class LayerSession {
  public:

@@ -21,7 +21,7 @@
 #include "ovbd/io.h"
 #include "ovbd/status.h"
 
-namespace ovbd::cli {
+namespace ovbd::volume {
 
 // CACHE_DIR/layers/<digest>.
 std::string DownloadPath(const std::string& cache_dir, const std::string& digest);
@@ -84,4 +84,4 @@ class Downloader {
   std::thread thread_;
 };
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume

@@ -32,7 +32,7 @@
 #include "ovbd/io.h"
 #include "ovbd/status.h"
 
-namespace ovbd::cli {
+namespace ovbd::volume {
 
 class CompleteVerifier : public ReadableFile {
  public:
@@ -111,4 +111,4 @@ class FetchTap : public ReadableFile {
   std::weak_ptr<CompleteVerifier> verifier_;
 };
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume

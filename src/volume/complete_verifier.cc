@@ -1,10 +1,10 @@
-#include "cli/complete_verifier.h"
+#include "volume/complete_verifier.h"
 
 #include <algorithm>
 
 #include "base/hash.h"
 
-namespace ovbd::cli {
+namespace ovbd::volume {
 
 std::shared_ptr<CompleteVerifier> CompleteVerifier::Create(std::shared_ptr<const ReadableFile> base,
                                                            std::string digest) {
@@ -132,4 +132,4 @@ void CompleteVerifier::OnMismatch() {
   state_ = last ? State::kMismatch : State::kPartial;
 }
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume

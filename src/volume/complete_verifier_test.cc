@@ -1,4 +1,4 @@
-#include "cli/complete_verifier.h"
+#include "volume/complete_verifier.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 
 #include "base/hash.h"
 
-namespace ovbd::cli {
+namespace ovbd::volume {
 namespace {
 
 std::vector<uint8_t> Data(size_t n) {
@@ -168,4 +168,4 @@ TEST(CompleteVerifierTest, ACheckThatCannotReadStartsOverLater) {
 }
 
 }  // namespace
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume

@@ -1,4 +1,4 @@
-#include "cli/layer_download.h"
+#include "volume/layer_download.h"
 
 #include <sys/stat.h>
 
@@ -11,7 +11,7 @@
 
 #include "base/hash.h"
 
-namespace ovbd::cli {
+namespace ovbd::volume {
 
 std::string DownloadPath(const std::string& cache_dir, const std::string& digest) {
   return cache_dir + "/layers/" + digest;
@@ -146,4 +146,4 @@ Status Downloader::DownloadOne(const DownloadJob& job) {
   return job.target->Switch(std::shared_ptr<const ReadableFile>(std::move(local).value()));
 }
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume
