@@ -94,14 +94,16 @@ void DetachFromTerminal() {
 
 // The forked attach process. Its Status ends up as its exit code (the error text already went
 // through the pipe; stderr is /dev/null by then).
-Status Child(const ServedImage& img, const AttachOptions& o, int ready_fd) {
+Status Child(volume::Volume& v, const AttachedImage& img, const AttachOptions& o, int ready_fd) {
   DetachFromTerminal();
-  img.lazy->StartBackground();  // threads: only in the process that serves
-  Status s = ServeAttached(img, o, [&ready_fd](const AttachReady& r) {
-    WriteAll(ready_fd, "ok\n" + ReadyJson(r));
-    ::close(std::exchange(ready_fd, -1));
-  });
-  Status finished = img.lazy->Finish();
+  Status s = v.Start();  // threads: only in the process that serves
+  if (s.ok()) {
+    s = ServeAttached(img, o, [&ready_fd](const AttachReady& r) {
+      WriteAll(ready_fd, "ok\n" + ReadyJson(r));
+      ::close(std::exchange(ready_fd, -1));
+    });
+  }
+  Status finished = v.Stop();
   if (s.ok()) s = finished;
   if (ready_fd >= 0) {
     WriteAll(ready_fd, "error\n" + s.message());
@@ -137,20 +139,21 @@ Status Parent(const AttachArgs& a, pid_t child, int ready_fd) {
 }
 
 Status RunAttach(const AttachArgs& a) {
-  OVBD_ASSIGN_OR_RETURN(ServedImage img, OpenImageArgs(a.image));
+  OVBD_ASSIGN_OR_RETURN(std::unique_ptr<volume::Volume> v, OpenVolume(a.image));
   // Paths become absolute now: the background process runs in "/".
-  for (std::string& p : img.layer_paths) {
+  AttachedImage img{v->device(), v->layer_names(), v->upper_data()};
+  for (std::string& p : img.layers) {
     if (p.find("://") == std::string::npos) p = AbsolutePath(p);
   }
-  if (!img.upper_data.empty()) img.upper_data = AbsolutePath(img.upper_data);
+  if (!img.upper.empty()) img.upper = AbsolutePath(img.upper);
   AttachOptions o;
   if (!a.fuse_only.empty()) o.fuse_only = AbsolutePath(a.fuse_only);
   o.block_size = static_cast<uint32_t>(std::stoul(a.block_size));
   o.direct_io = !a.no_direct_io;
   if (a.foreground) {
-    img.lazy->StartBackground();
-    Status s = ServeAttached(img, o, [&a](const AttachReady& r) { PrintReady(a, r); });
-    Status finished = img.lazy->Finish();
+    Status s = v->Start();
+    if (s.ok()) s = ServeAttached(img, o, [&a](const AttachReady& r) { PrintReady(a, r); });
+    Status finished = v->Stop();
     return s.ok() ? finished : s;
   }
   int fds[2];
@@ -161,7 +164,7 @@ Status RunAttach(const AttachArgs& a) {
   if (pid < 0) return Status::FromErrno(errno, "fork");
   if (pid == 0) {
     ::close(fds[0]);
-    return Child(img, o, fds[1]);
+    return Child(*v, img, o, fds[1]);
   }
   ::close(fds[1]);
   return Parent(a, pid, fds[0]);

@@ -54,7 +54,7 @@ std::vector<std::string> AbsolutePaths(std::vector<std::string> paths) {
   return paths;
 }
 
-Status SetUp(const ServedImage& img, const AttachOptions& o, Attached* a, AttachReady* ready) {
+Status SetUp(const AttachedImage& img, const AttachOptions& o, Attached* a, AttachReady* ready) {
   RemoveStaleRunDirs();
   OVBD_ASSIGN_OR_RETURN(a->run_dir, CreateRunDir());
   OVBD_ASSIGN_OR_RETURN(std::string mnt, PrepareMountpoint(o, a));
@@ -77,8 +77,8 @@ Status SetUp(const ServedImage& img, const AttachOptions& o, Attached* a, Attach
                     mnt,
                     ready->device,
                     a->exported->read_only(),
-                    AbsolutePaths(img.layer_paths),
-                    img.upper_data.empty() ? "" : AbsolutePath(img.upper_data)};
+                    AbsolutePaths(img.layers),
+                    img.upper.empty() ? "" : AbsolutePath(img.upper)};
   OVBD_ASSIGN_OR_RETURN(state.start_time, ProcessStartTime(ready->pid));
   return WriteState(a->run_dir, state);
 }
@@ -109,7 +109,7 @@ Status Stop(Attached* a, const sigset_t& set) {
 
 }  // namespace
 
-Status ServeAttached(const ServedImage& img, const AttachOptions& options,
+Status ServeAttached(const AttachedImage& img, const AttachOptions& options,
                      const std::function<void(const AttachReady&)>& ready) {
   const sigset_t set = AttachSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);

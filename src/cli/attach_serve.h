@@ -12,12 +12,21 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
-#include "cli/image_args.h"
+#include "ovbd/block_device.h"
 #include "ovbd/status.h"
 
 namespace ovbd::cli {
+
+// What is attached: the volume's device, and what the state file says it is made of.
+struct AttachedImage {
+  std::shared_ptr<BlockDevice> device;
+  std::vector<std::string> layers;  // bottom first, as named
+  std::string upper;                // upper data file, "" = none
+};
 
 struct AttachOptions {
   std::string fuse_only;      // mount here and skip the loop device; "" = run dir/mnt + loop
@@ -34,9 +43,9 @@ struct AttachReady {
   uint32_t block_size = 0;
 };
 
-// Serves `img` until stopped; returns how the stop went (the final flush). Must be called before
+// Serves `img.device` until stopped; returns how the stop went (the final flush). Must be called before
 // the process creates any thread: it blocks the stop signals for every thread it starts.
-Status ServeAttached(const ServedImage& img, const AttachOptions& options,
+Status ServeAttached(const AttachedImage& img, const AttachOptions& options,
                      const std::function<void(const AttachReady&)>& ready);
 
 // `ovbd detach TARGET`: TARGET is /dev/loopN or a --fuse-only DIR (or its file). Waits up to

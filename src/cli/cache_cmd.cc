@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
-#include "cli/lazy_layers.h"
+#include "cli/lazy_args.h"
 #include "cli/options.h"
 #include "base/hash.h"
 #include "ovbd/cache.h"
@@ -91,7 +91,7 @@ Status RunPrune(const CacheArgs& a) {
   return Status::OK();
 }
 
-// The digest table serving linked to `key` (CACHE_DIR/tables/KEY.table, see lazy_layers.cc), if
+// The digest table serving linked to `key` (CACHE_DIR/tables/KEY.table, see src/volume/lowers.cc), if
 // any; a link to a missing or broken table is an error (the table is what verifies the blob).
 Result<std::optional<remote::DigestTable>> LinkedTable(const std::string& dir, const cache::CachedFileInfo& f) {
   const std::string link = dir + "/tables/" + f.key + ".table";

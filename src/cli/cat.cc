@@ -21,7 +21,7 @@ struct CatArgs {
 
 // A lone non-LSMT ZFile/tar: its unwrapped content; otherwise nullptr (stack it as a layer).
 Result<std::shared_ptr<const ReadableFile>> LoneRawContent(const ImageArgs& a) {
-  if (a.layers.size() != 1 || !a.upper.empty() || IsOciReference(a.layers[0])) {
+  if (a.layers.size() != 1 || !a.upper.empty() || volume::IsOciReference(a.layers[0])) {
     return std::shared_ptr<const ReadableFile>();
   }
   OVBD_ASSIGN_OR_RETURN(image::Unwrapped u, image::OpenLayerPath(a.layers[0]));
@@ -29,10 +29,11 @@ Result<std::shared_ptr<const ReadableFile>> LoneRawContent(const ImageArgs& a) {
   return u.content;
 }
 
-// The device to print, and what keeps it alive (the cache of remote lowers).
+// The device to print, and what keeps it alive (the volume: the cache of remote lowers). The
+// volume is not started: a one-off reader needs no background work.
 struct Source {
   std::shared_ptr<const ReadableFile> file;
-  std::shared_ptr<LayerSession> lazy;
+  std::shared_ptr<volume::Volume> owner;
 };
 
 Result<Source> OpenSource(const CatArgs& a) {
@@ -40,8 +41,8 @@ Result<Source> OpenSource(const CatArgs& a) {
     OVBD_ASSIGN_OR_RETURN(auto raw, LoneRawContent(a.image));
     if (raw) return Source{raw, nullptr};
   }
-  OVBD_ASSIGN_OR_RETURN(ServedImage served, OpenImageArgs(a.image));
-  return Source{served.image, served.lazy};
+  OVBD_ASSIGN_OR_RETURN(std::shared_ptr<volume::Volume> v, OpenVolume(a.image));
+  return Source{v->image(), v};
 }
 
 Status RunCat(const CatArgs& a) {

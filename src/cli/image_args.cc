@@ -23,38 +23,15 @@ void AddImageArgs(CLI::App* cmd, ImageArgs* args, bool serving) {
   });
 }
 
-namespace {
-
-Result<ServedImage> Open(const LazyArgs& lazy, std::vector<LayerRef> refs, const std::string& config_trace,
-                         const image::DownloadConfig& download, const std::optional<image::UpperPaths>& upper,
-                         bool read_only) {
-  OVBD_ASSIGN_OR_RETURN(auto session, LayerSession::Open(lazy, std::move(refs), config_trace, download));
-  OVBD_ASSIGN_OR_RETURN(auto img, image::OpenImage(session->TakeLowers(), upper));
-  ServedImage served;
-  served.image = std::move(img);
-  served.device = NewImageDevice(served.image, ImageDeviceOptions{read_only});
-  for (const auto& r : session->refs()) served.layer_paths.push_back(r.Name());
-  if (upper) served.upper_data = upper->data;
-  served.lazy = std::move(session);
-  return served;
-}
-
-}  // namespace
-
-Result<ServedImage> OpenImageArgs(const ImageArgs& args) {
-  if (args.config.empty()) {
-    std::optional<image::UpperPaths> upper;
-    if (!args.upper.empty()) upper = image::UpperPaths{args.upper[0], args.upper[1]};
-    return Open(args.lazy, RefsFromArgs(args.layers), "", {}, upper, args.read_only);
-  }
-  OVBD_ASSIGN_OR_RETURN(image::ImageConfig config, image::LoadImageConfig(args.config));
-  auto served = Open(args.lazy, RefsFromConfig(config), config.record_trace_path, config.download, config.upper,
-                     args.read_only);
-  Status reported = args.report_result ? image::WriteResult(config, served.status()) : Status::OK();
-  if (!served.ok()) return served.status().WithContext(args.config);
-  OVBD_RETURN_IF_ERROR(reported);
-  served->config = std::move(config);
-  return served;
+Result<std::unique_ptr<volume::Volume>> OpenVolume(const ImageArgs& args) {
+  volume::VolumeSpec spec;
+  spec.layers = args.layers;
+  if (!args.upper.empty()) spec.upper = image::UpperPaths{args.upper[0], args.upper[1]};
+  spec.config = args.config;
+  volume::VolumeOptions options = ToVolumeOptions(args.lazy);
+  options.read_only = args.read_only;
+  options.report_result = args.report_result;
+  return volume::Volume::Open(spec, options);
 }
 
 }  // namespace ovbd::cli

@@ -1,22 +1,19 @@
-// The image a server command (serve, attach) exposes: layer files on the command line or an
-// overlaybd config.v1.json, opened into one BlockDevice.
+// The image a server command (serve, attach, cat) exposes: layer files on the command line or an
+// overlaybd config.v1.json, opened as a volume (include/ovbd/volume.h).
 //
 //   LAYER... [--upper DATA INDEX] [--read-only]   ─┐
-//   --config config.v1.json (resultFile reported)  ─┴─> OpenImageArgs ──> ServedImage{device, image}
+//   --config config.v1.json (resultFile reported)  ─┴─> OpenVolume ──> volume::Volume
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
-#include "cli/lazy_layers.h"
-#include "ovbd/block_device.h"
-#include "ovbd/image.h"
-#include "ovbd/lsmt.h"
+#include "cli/lazy_args.h"
 #include "ovbd/status.h"
+#include "ovbd/volume.h"
 
 namespace ovbd::cli {
 
@@ -33,17 +30,8 @@ struct ImageArgs {
 // --read-only and the trace options to `cmd`, with the check that something names the image.
 void AddImageArgs(CLI::App* cmd, ImageArgs* args, bool serving = true);
 
-struct ServedImage {
-  std::shared_ptr<lsmt::Image> image;
-  std::shared_ptr<BlockDevice> device;
-  std::optional<image::ImageConfig> config;  // set when opened from --config
-  std::vector<std::string> layer_paths;      // bottom first, as given (for status)
-  std::string upper_data;                    // "" = no upper
-  std::shared_ptr<LayerSession> lazy;        // cache, remote lowers, trace (never null)
-};
-
-// Opens the image. With --config, the config's resultFile gets "success" or "failed:<reason>".
-// Call served.lazy->StartBackground() in the serving process and lazy->Finish() at the end.
-Result<ServedImage> OpenImageArgs(const ImageArgs& args);
+// Opens the volume the arguments name. With --config, the config's resultFile gets "success" or
+// "failed:<reason>". Call Start() in the serving process and Stop() at the end.
+Result<std::unique_ptr<volume::Volume>> OpenVolume(const ImageArgs& args);
 
 }  // namespace ovbd::cli

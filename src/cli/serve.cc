@@ -78,16 +78,10 @@ nlohmann::ordered_json ConnectionsJson(const nbd::ServerStats& ss) {
           {"evicted", ss.evicted}};
 }
 
-nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& server,
+// The volume's status (device, layers, io, cache, ...) with the server's beside it.
+nlohmann::ordered_json StatusJson(const volume::Volume& v, const nbd::Server& server,
                                   const nbd::ServerOptions& options, std::chrono::steady_clock::time_point started) {
-  nlohmann::ordered_json j;
-  j["device"] = {{"name", img.device->Name()},
-                 {"size", img.device->Size()},
-                 {"writable", img.device->Capabilities().writable}};
-  nlohmann::ordered_json layers = nlohmann::ordered_json::array();
-  for (const auto& path : img.layer_paths) layers.push_back({{"path", path}});
-  j["layers"] = layers;
-  j["upper"] = img.upper_data.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(img.upper_data);
+  nlohmann::ordered_json j = v.StatusJson();
   const nbd::ServerStats ss = server.Stats();
   j["clients"] = ss.clients;  // = connections.open, kept for older readers
   j["connections_total"] = ss.connections_total;
@@ -97,13 +91,7 @@ nlohmann::ordered_json StatusJson(const ServedImage& img, const nbd::Server& ser
   j["unaligned_requests"] = ss.unaligned_requests;
   j["connections"] = ConnectionsJson(ss);
   j["tls"] = TlsJson(options, ss);
-  const DeviceStats ds = img.device->Stats();
-  j["io"] = {{"bytes_read", ds.bytes_read}, {"bytes_written", ds.bytes_written}, {"reads", ds.reads},
-             {"writes", ds.writes},         {"trims", ds.trims},                 {"flushes", ds.flushes},
-             {"errors", ds.errors}};
   j["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  const nlohmann::ordered_json lazy = img.lazy->StatusJson();
-  for (const auto& [key, value] : lazy.items()) j[key] = value;
   return j;
 }
 
@@ -118,27 +106,25 @@ nlohmann::ordered_json TlsJson(const nbd::ServerOptions& options, const nbd::Ser
           {"last_failure", ss.tls_last_failure}};
 }
 
-nlohmann::json HandleControl(const nlohmann::json& request, const ServedImage& img, const nbd::Server& server,
+// "status" adds the server's part; every other command is the volume's.
+nlohmann::json HandleControl(const nlohmann::json& request, volume::Volume& v, const nbd::Server& server,
                              const nbd::ServerOptions& options, std::chrono::steady_clock::time_point started) {
-  const std::string command = request["command"];
-  if (command == "status") return nlohmann::json(StatusJson(img, server, options, started));
-  if (command == "flush") {
-    if (!img.device->Capabilities().writable) return {{"ok", true}, {"flushed", false}};
-    Status s = img.device->Flush();
-    if (!s.ok()) return {{"ok", false}, {"error", s.message()}};
-    return {{"ok", true}, {"flushed", true}};
-  }
-  return {{"ok", false}, {"error", "unknown command '" + command + "' (known: status, flush)"}};
+  if (request["command"] == "status") return nlohmann::json(StatusJson(v, server, options, started));
+  Result<nlohmann::json> reply = v.Control(request);
+  if (!reply.ok()) return {{"ok", false}, {"error", reply.status().message()}};
+  nlohmann::json j = std::move(reply).value();
+  j["ok"] = true;
+  return j;
 }
 
 // What `nbdinfo --list` and NBD_INFO_DESCRIPTION show when --description is not given: enough
 // to tell two ovbd exports apart at a glance.
-std::string DefaultDescription(const ServedImage& img) {
-  const size_t n = img.layer_paths.size();
+std::string DefaultDescription(const volume::Volume& v) {
+  const size_t n = v.layer_names().size();
   std::string text = "ovbd: " + std::to_string(n) + (n == 1 ? " layer" : " layers");
-  if (!img.upper_data.empty()) text += " + upper";
-  text += " (" + FormatSize(img.device->Size()) + "), ";
-  text += img.device->Capabilities().writable ? "read-write" : "read-only";
+  if (!v.upper_data().empty()) text += " + upper";
+  text += " (" + FormatSize(v.device()->Size()) + "), ";
+  text += v.writable() ? "read-write" : "read-only";
   return text;
 }
 
@@ -164,14 +150,14 @@ std::thread StartSignalThread(nbd::Server* server) {
 
 // The ready line is how a script learns that the export accepts clients, so -q (which silences
 // progress elsewhere) does not hide it.
-void PrintReady(const ServeArgs& a, const std::string& uri, const std::string& control, const ServedImage& img) {
+void PrintReady(const ServeArgs& a, const std::string& uri, const std::string& control, const volume::Volume& v) {
   if (a.json) {
-    nlohmann::ordered_json j = {{"uri", uri}, {"control", control}, {"size", img.device->Size()},
-                                {"writable", img.device->Capabilities().writable}, {"pid", getpid()}};
+    nlohmann::ordered_json j = {{"uri", uri}, {"control", control}, {"size", v.device()->Size()},
+                                {"writable", v.writable()}, {"pid", getpid()}};
     std::cout << j.dump() << std::endl;
   } else {
-    std::cout << "serving " << uri << " (" << img.device->Size() << " bytes, "
-              << (img.device->Capabilities().writable ? "read-write" : "read-only") << "), control " << control
+    std::cout << "serving " << uri << " (" << v.device()->Size() << " bytes, "
+              << (v.writable() ? "read-write" : "read-only") << "), control " << control
               << std::endl;
   }
 }
@@ -281,16 +267,16 @@ Status RunServe(const ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
   OVBD_ASSIGN_OR_RETURN(auto tls, LoadTls(a));  // before the image: a wrong key path costs nothing
   RaiseFileLimit();
-  OVBD_ASSIGN_OR_RETURN(ServedImage img, OpenImageArgs(a.image));
+  OVBD_ASSIGN_OR_RETURN(std::unique_ptr<volume::Volume> v, OpenVolume(a.image));
   nbd::ServerOptions options = ToServerOptions(a);
   options.tls = std::move(tls);
-  if (a.description.empty()) options.description = DefaultDescription(img);
+  if (a.description.empty()) options.description = DefaultDescription(*v);
   if (!a.listen.empty() && options.tls == nullptr) {
     std::cerr << "ovbd serve: warning: --listen " << a.listen
-              << " without TLS: whoever reaches it can read" << (img.device->Capabilities().writable ? " and write" : "")
+              << " without TLS: whoever reaches it can read" << (v->writable() ? " and write" : "")
               << " the image; see --tls-certificates / --tls-psk" << std::endl;
   }
-  OVBD_ASSIGN_OR_RETURN(auto server, nbd::Server::Create(img.device, options));
+  OVBD_ASSIGN_OR_RETURN(auto server, nbd::Server::Create(v->device(), options));
   std::string uri;
   const bool tls_required = options.tls != nullptr && options.tls->mode() == nbd::TlsMode::kRequire;
   OVBD_RETURN_IF_ERROR(Listen(a, server.get(), tls_required, &uri));
@@ -298,21 +284,21 @@ Status RunServe(const ServeArgs& a) {
   const std::string control_path = ControlPath(a);
   if (!a.listen.empty() && a.control.empty()) ::mkdir("/run/ovbd", 0700);
   OVBD_ASSIGN_OR_RETURN(auto control, control::ControlServer::Start(control_path, [&](const nlohmann::json& r) {
-                          return HandleControl(r, img, *server, options, started);
+                          return HandleControl(r, *v, *server, options, started);
                         }));
   std::unique_ptr<PidFile> pid_file;
   if (!a.pid_file.empty()) {
     OVBD_ASSIGN_OR_RETURN(pid_file, PidFile::Write(a.pid_file));
   }
   std::thread signals = StartSignalThread(server.get());
-  PrintReady(a, uri, control_path, img);
-  img.lazy->StartBackground();
+  PrintReady(a, uri, control_path, *v);
+  OVBD_RETURN_IF_ERROR(v->Start());
   Status run = server->Run();
   pthread_kill(signals.native_handle(), SIGTERM);  // wake sigwait if the server stopped on its own
   signals.join();
   control.reset();
-  Status flushed = img.device->Capabilities().writable ? img.device->Flush() : Status::OK();
-  Status finished = img.lazy->Finish();
+  Status flushed = v->Flush();
+  Status finished = v->Stop();
   OVBD_RETURN_IF_ERROR(run);
   OVBD_RETURN_IF_ERROR(flushed.WithContext("final flush of the writable layer"));
   return finished;

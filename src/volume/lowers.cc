@@ -1,4 +1,4 @@
-#include "cli/lazy_layers.h"
+#include "volume/lowers.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -15,129 +15,21 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/options.h"
 #include "ovbd/remote.h"
 #include "ovbd/trace.h"
 
-namespace ovbd::cli {
-
-void AddLazyArgs(CLI::App* cmd, LazyArgs* a, bool with_trace) {
-  const char* group = "Remote layers (lazy loading)";
-  cmd->add_option("--cache-dir", a->cache_dir,
-                  "Local cache of registry blobs, kept across restarts (one serving process per directory)")
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_option("--cache-size", a->cache_size, "Hard cap of the cache; least recently used blocks are evicted")
-      ->check(SizeValidator(1, true))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_option("--cache-block-size", a->cache_block_size,
-                  "Unit the cache fetches, checks and evicts (power of two, 4K..16M); a scattered miss "
-                  "fetches only its own blocks. A cache directory made with another size is emptied")
-      ->check(SizeValidator(4096, true))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_option("--refill-size", a->refill_size,
-                  "Refill granularity of sequential reads: a miss that continues a stream of at least this "
-                  "many bytes also fetches this much ahead (0 = no read-ahead; at most 64M)")
-      ->check(SizeValidator(1, false))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_option("--proxy", a->proxy, "HTTP proxy for registry requests (e.g. a P2P agent such as dfdaemon)")
-      ->group(group);
-  cmd->add_option("--credentials", a->credentials, "docker-style config.json (\"auths\") or cred.json")->group(group);
-  cmd->add_flag("--insecure", a->insecure, "Do not verify the registry's TLS certificate")->group(group);
-  cmd->add_option("--remote-timeout", a->remote_timeout_s,
-                  "Seconds a read keeps retrying an unreachable registry before it fails with EIO")
-      ->check(CLI::Range(1u, 86400u))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_option("--remote-parallel", a->remote_parallel, "Range requests in flight per read")
-      ->check(CLI::Range(1u, 64u))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_flag("--trust-unverified", a->trust_unverified,
-                "Read registry layers that nothing verifies piece by piece (no digest table from ovbd push, "
-                "not a ZFile with CRCs) lazily anyway. By default such a layer is downloaded whole to "
-                "CACHE_DIR/layers and its sha256 checked before its first read is answered")
-      ->group(group);
-  if (!with_trace) return;
-  auto* record = cmd->add_option("--record-trace", a->record_trace,
-                                 "Record the ranges of registry blobs read while serving; written at exit")
-                     ->group(group);
-  cmd->add_option("--replay-trace", a->replay_trace,
-                  "Prefetch the ranges of a recorded trace into the cache in the background at start")
-      ->excludes(record)
-      ->group(group);
-  cmd->add_option("--prefetch-parallel", a->prefetch_parallel, "Concurrent reads of the trace replay")
-      ->check(CLI::Range(1u, 64u))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_flag("--download", a->download,
-                "Also download whole registry layers in the background to CACHE_DIR/layers; reads switch to "
-                "a layer's local copy once its sha256 checks")
-      ->group(group);
-  cmd->add_option("--download-rate", a->download_rate, "Download rate limit in bytes per second (0 = none)")
-      ->check(SizeValidator(1, false))
-      ->group(group)
-      ->capture_default_str();
-  cmd->add_option("--download-delay", a->download_delay_s, "Seconds to wait after start before downloading")
-      ->group(group)
-      ->capture_default_str();
-}
-
-bool IsOciReference(const std::string& arg) {
-  return arg.rfind("oci://", 0) == 0 || arg.rfind("oci+http://", 0) == 0;
-}
-
-std::string LayerRef::Name() const {
-  if (!path.empty()) return path;
-  if (!oci.empty()) return oci;
-  return repo_blob_url + "/" + digest;
-}
-
-std::vector<LayerRef> RefsFromArgs(const std::vector<std::string>& layers) {
-  std::vector<LayerRef> refs;
-  for (const auto& l : layers) {
-    LayerRef r;
-    if (IsOciReference(l)) {
-      r.oci = l;
-      const auto at = l.rfind('@');
-      r.digest = at == std::string::npos ? "" : l.substr(at + 1);
-    } else {
-      r.path = l;
-    }
-    refs.push_back(std::move(r));
-  }
-  return refs;
-}
-
-std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config) {
-  std::vector<LayerRef> refs;
-  for (const auto& l : config.lowers) {
-    LayerRef r;
-    r.path = l.file;
-    if (l.file.empty()) {
-      r.digest = l.digest;
-      r.repo_blob_url = config.repo_blob_url;
-      r.size = l.size;
-      r.digest_table = l.digest_table;
-    }
-    refs.push_back(std::move(r));
-  }
-  return refs;
-}
+namespace ovbd::volume {
 
 namespace {
 
-remote::RemoteOptions ToRemoteOptions(const LazyArgs& a) {
+remote::RemoteOptions ToRemoteOptions(const VolumeOptions& a) {
   remote::RemoteOptions o;
   o.proxy = a.proxy;
   o.credentials_file = a.credentials;
   o.insecure = a.insecure;
   o.max_parallel = a.remote_parallel;
-  o.retry_for = std::chrono::seconds(a.remote_timeout_s);
-  o.io_timeout = std::min<std::chrono::milliseconds>(o.io_timeout, std::chrono::seconds(a.remote_timeout_s));
+  o.retry_for = a.remote_timeout;
+  o.io_timeout = std::min<std::chrono::milliseconds>(o.io_timeout, a.remote_timeout);
   return o;
 }
 
@@ -171,7 +63,7 @@ bool FileExists(const std::string& path) {
 
 }  // namespace
 
-LayerSession::~LayerSession() {
+Lowers::~Lowers() {
   // Before anything the cache's workers read through is released: a worker must never drop
   // the last reference to the store it runs in.
   if (store_) store_->StopFillWorkers();
@@ -179,29 +71,29 @@ LayerSession::~LayerSession() {
   downloader_.reset();
 }
 
-Result<std::unique_ptr<LayerSession>> LayerSession::Open(const LazyArgs& args, std::vector<LayerRef> refs,
-                                                         const std::string& config_trace,
-                                                         const image::DownloadConfig& config_download) {
-  std::unique_ptr<LayerSession> s(new LayerSession());
+Result<std::unique_ptr<Lowers>> Lowers::Open(const VolumeOptions& opts, std::vector<LayerRef> refs,
+                                             const std::string& config_trace,
+                                             const image::DownloadConfig& config_download) {
+  std::unique_ptr<Lowers> s(new Lowers());
   s->refs_ = std::move(refs);
-  s->prefetch_parallel_ = args.prefetch_parallel;
-  s->cache_dir_ = args.cache_dir;
-  s->download_ = args.download || config_download.enable;
-  s->download_delay_s_ = args.download ? args.download_delay_s : config_download.delay_s;
-  s->download_rate_ = args.download ? ParsedSize(args.download_rate) : config_download.max_mbps * (1ull << 20);
-  s->trust_unverified_ = args.trust_unverified;
+  s->prefetch_parallel_ = opts.prefetch_parallel;
+  s->cache_dir_ = opts.cache_dir;
+  s->download_ = opts.download || config_download.enable;
+  s->download_delay_ = opts.download ? opts.download_delay : std::chrono::seconds(config_download.delay_s);
+  s->download_rate_ = opts.download ? opts.download_rate : config_download.max_mbps * (1ull << 20);
+  s->trust_unverified_ = opts.trust_unverified;
   s->checks_.assign(s->refs_.size(), "");
   s->raw_sources_.assign(s->refs_.size(), nullptr);
   s->needs_download_.assign(s->refs_.size(), false);
   s->verify_stats_ = std::make_shared<remote::VerifyStats>();
-  OVBD_RETURN_IF_ERROR(s->SetUpTrace(args, config_trace));
-  OVBD_RETURN_IF_ERROR(s->OpenAll(args));
+  OVBD_RETURN_IF_ERROR(s->SetUpTrace(opts, config_trace));
+  OVBD_RETURN_IF_ERROR(s->OpenAll(opts));
   return s;
 }
 
-Status LayerSession::SetUpTrace(const LazyArgs& args, const std::string& config_trace) {
-  std::string replay = args.replay_trace;
-  record_path_ = args.record_trace;
+Status Lowers::SetUpTrace(const VolumeOptions& opts, const std::string& config_trace) {
+  std::string replay = opts.replay_trace;
+  record_path_ = opts.record_trace;
   if (replay.empty() && record_path_.empty() && !config_trace.empty()) {
     (FileExists(config_trace) ? replay : record_path_) = config_trace;
   }
@@ -223,36 +115,36 @@ Status LayerSession::SetUpTrace(const LazyArgs& args, const std::string& config_
   return Status::OK();
 }
 
-Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyArgs& args, size_t index) {
+Result<std::shared_ptr<const ReadableFile>> Lowers::OpenRemote(const VolumeOptions& opts, size_t index) {
   const LayerRef& ref = refs_[index];
   if (!store_) {
     cache::CacheOptions co;
-    co.dir = args.cache_dir;
-    co.capacity = ParsedSize(args.cache_size);
-    co.block_size = static_cast<uint32_t>(ParsedSize(args.cache_block_size));
-    co.refill_size = ParsedSize(args.refill_size);
+    co.dir = opts.cache_dir;
+    co.capacity = opts.cache_size;
+    co.block_size = opts.cache_block_size;
+    co.refill_size = opts.refill_size;
     auto store = cache::CacheStore::Open(co);
     if (!store.ok()) {
       const bool busy = store.status().code() == Code::kUnavailable;
-      return store.status().WithContext("--cache-dir " + args.cache_dir +
+      return store.status().WithContext("--cache-dir " + opts.cache_dir +
                                         (busy ? " (another ovbd process may be using it; give each its own)" : ""));
     }
     store_ = std::move(store).value();
   }
-  const remote::RemoteOptions options = ToRemoteOptions(args);
+  const remote::RemoteOptions options = ToRemoteOptions(opts);
   auto blob = ref.oci.empty() ? remote::OpenBlob(ref.repo_blob_url, ref.digest, ref.size, options)
                               : remote::OpenOciReference(ref.oci, options);
   if (!blob.ok()) return blob.status().WithContext("lower " + std::to_string(index));
   std::shared_ptr<const ReadableFile> source(std::move(blob).value());
   raw_sources_[index] = source;
-  if (auto local = volume::OpenDownloaded(args.cache_dir, ref.digest, source->Size())) {
+  if (auto local = OpenDownloaded(opts.cache_dir, ref.digest, source->Size())) {
     ++local_copies_;
     checks_[index] = kCheckLocalCopy;
     return local;  // downloaded and verified by an earlier run
   }
   std::shared_ptr<const ReadableFile> fetched = source;
   if (ref.digest_table) {  // every fetched chunk is checked before the cache or a reader sees it
-    OVBD_ASSIGN_OR_RETURN(auto table, LoadDigestTable(args, index, options));
+    OVBD_ASSIGN_OR_RETURN(auto table, LoadDigestTable(opts, index, options));
     auto verified = remote::NewVerifiedFile(source, table, ref.Name(), {}, verify_stats_);
     if (!verified.ok()) return verified.status().WithContext("lower " + std::to_string(index));
     fetched = std::move(verified).value();
@@ -261,15 +153,15 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
   // Blobs read lazily without verification (--trust-unverified) are cached under a key of their
   // own, so that their bytes are never taken for verified ones by a later run.
   const std::string key = ref.digest + (checks_[index].empty() && trust_unverified_ ? ".unverified" : "");
-  auto tap = std::make_shared<volume::FetchTap>(fetched);
+  auto tap = std::make_shared<FetchTap>(fetched);
   OVBD_ASSIGN_OR_RETURN(auto cached, cache::NewCachedFile(store_, key, tap));
   if (ref.digest_table) {
     // The link says every block cached under this key came through a digest table. Without it,
     // what is cached came from an earlier run that had no table (an older ovbd): dropped.
-    if (!HasTableLink(args.cache_dir, ref.digest) && !store_->CachedRanges(key).empty()) {
+    if (!HasTableLink(opts.cache_dir, ref.digest) && !store_->CachedRanges(key).empty()) {
       cached->Invalidate(0, cached->Size());
     }
-    LinkTable(args.cache_dir, ref.digest, ref.digest_table->digest);
+    LinkTable(opts.cache_dir, ref.digest, ref.digest_table->digest);
   }
   auto verifier = CompleteVerifier::Create(std::shared_ptr<const ReadableFile>(std::move(cached)), ref.digest);
   tap->Attach(verifier);
@@ -285,22 +177,22 @@ Result<std::shared_ptr<const ReadableFile>> LayerSession::OpenRemote(const LazyA
 // Fetches the digest tables not yet in CACHE_DIR/tables, in parallel (one request each, and a
 // cold start waits for them), so that LoadDigestTable then finds them locally. Errors are left
 // to LoadDigestTable, which reports them for its lower.
-void LayerSession::PrefetchTables(const LazyArgs& args) {
+void Lowers::PrefetchTables(const VolumeOptions& opts) {
   std::vector<const LayerRef*> todo;
   for (const LayerRef& r : refs_) {
     if (!r.remote() || !r.digest_table || r.repo_blob_url.empty()) continue;
     const bool dup = std::any_of(todo.begin(), todo.end(),
                                  [&](const LayerRef* t) { return t->digest_table->digest == r.digest_table->digest; });
-    if (!dup && !FileExists(args.cache_dir + "/tables/" + r.digest_table->digest)) todo.push_back(&r);
+    if (!dup && !FileExists(opts.cache_dir + "/tables/" + r.digest_table->digest)) todo.push_back(&r);
   }
   if (todo.size() < 2) return;  // nothing to overlap
-  const remote::RemoteOptions options = ToRemoteOptions(args);
+  const remote::RemoteOptions options = ToRemoteOptions(opts);
   std::atomic<size_t> next{0};
   auto worker = [&] {
     for (size_t i; (i = next++) < todo.size();) {
       const image::BlobRef& t = *todo[i]->digest_table;
       auto blob = remote::OpenBlob(todo[i]->repo_blob_url, t.digest, t.size, options);
-      if (blob.ok()) (void)volume::FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables", 1);
+      if (blob.ok()) (void)FetchVerifiedCopy(**blob, t.digest, opts.cache_dir + "/tables", 1);
     }
   };
   std::vector<std::thread> threads;
@@ -308,16 +200,16 @@ void LayerSession::PrefetchTables(const LazyArgs& args) {
   for (auto& t : threads) t.join();
 }
 
-Status LayerSession::OpenAll(const LazyArgs& args) {
+Status Lowers::OpenAll(const VolumeOptions& opts) {
   OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(refs_.size()));
-  PrefetchTables(args);
+  PrefetchTables(opts);
   std::vector<std::shared_ptr<const ReadableFile>> blobs;
   size_t remote_index = 0;
   for (size_t i = 0; i < refs_.size(); ++i) {
     const LayerRef& ref = refs_[i];
     std::shared_ptr<const ReadableFile> blob;
     if (ref.remote()) {
-      OVBD_ASSIGN_OR_RETURN(blob, OpenRemote(args, i));
+      OVBD_ASSIGN_OR_RETURN(blob, OpenRemote(opts, i));
       if (recorder_) blob = trace::NewRecordingFile(std::move(blob), recorder_, trace_ids_[remote_index]);
       ++remote_index;
     } else {
@@ -361,7 +253,7 @@ namespace {
 bool SelfChecking(const image::Unwrapped& u) { return u.zfile && u.zfile->crc && u.zfile->has_digest; }
 }  // namespace
 
-Result<std::optional<lsmt::LowerLayer>> LayerSession::OpenLazily(size_t i, const std::shared_ptr<const ReadableFile>& blob) {
+Result<std::optional<lsmt::LowerLayer>> Lowers::OpenLazily(size_t i, const std::shared_ptr<const ReadableFile>& blob) {
   const LayerRef& ref = refs_[i];
   if (ref.remote() && checks_[i].empty()) {
     auto unwrapped = image::Unwrap(blob);
@@ -386,7 +278,7 @@ Result<std::optional<lsmt::LowerLayer>> LayerSession::OpenLazily(size_t i, const
 // One download per digest, before anything is served: the first read of such a layer is answered
 // from verified bytes only. A transport failure is bounded by --remote-timeout (the blob's
 // retries); a digest mismatch is retried a few times, then the open fails naming the layer.
-Status LayerSession::DownloadUnverifiable(std::vector<std::optional<lsmt::LowerLayer>>* layers) {
+Status Lowers::DownloadUnverifiable(std::vector<std::optional<lsmt::LowerLayer>>* layers) {
   std::map<std::string, std::shared_ptr<const ReadableFile>> copies;
   for (size_t i = 0; i < refs_.size(); ++i) {
     if (!needs_download_[i]) continue;
@@ -396,7 +288,7 @@ Status LayerSession::DownloadUnverifiable(std::vector<std::optional<lsmt::LowerL
       std::fprintf(stderr, "ovbd: %s has no digest table and no per-block checks: downloading it whole (%llu bytes) "
                    "before serving (--trust-unverified reads it lazily)\n",
                    ref.Name().c_str(), static_cast<unsigned long long>(raw_sources_[i]->Size()));
-      auto got = volume::FetchVerifiedCopy(*raw_sources_[i], ref.digest, cache_dir_ + "/layers");
+      auto got = FetchVerifiedCopy(*raw_sources_[i], ref.digest, cache_dir_ + "/layers");
       if (!got.ok()) return got.status().WithContext("lower " + std::to_string(i) + " " + ref.Name());
       copy = std::move(got).value();
     }
@@ -410,15 +302,15 @@ Status LayerSession::DownloadUnverifiable(std::vector<std::optional<lsmt::LowerL
   return Status::OK();
 }
 
-Result<std::shared_ptr<const remote::DigestTable>> LayerSession::LoadDigestTable(const LazyArgs& args, size_t index,
-                                                                                 const remote::RemoteOptions& options) {
+Result<std::shared_ptr<const remote::DigestTable>> Lowers::LoadDigestTable(const VolumeOptions& opts, size_t index,
+                                                                           const remote::RemoteOptions& options) {
   const LayerRef& ref = refs_[index];
   const image::BlobRef& t = *ref.digest_table;
   const std::string what = "lower " + std::to_string(index) + " digest table " + t.digest;
   auto blob = remote::OpenBlob(ref.repo_blob_url, t.digest, t.size, options);
   if (!blob.ok()) return blob.status().WithContext(what);
   // Kept in CACHE_DIR/tables under its own digest: a restart reads it without the registry.
-  auto copy = volume::FetchVerifiedCopy(**blob, t.digest, args.cache_dir + "/tables");
+  auto copy = FetchVerifiedCopy(**blob, t.digest, opts.cache_dir + "/tables");
   if (!copy.ok()) return copy.status().WithContext(what);
   auto bytes = ReadAll(**copy);
   if (!bytes.ok()) return bytes.status().WithContext(what);
@@ -431,10 +323,11 @@ Result<std::shared_ptr<const remote::DigestTable>> LayerSession::LoadDigestTable
   return std::make_shared<const remote::DigestTable>(std::move(table).value());
 }
 
-void LayerSession::StartBackground() {
+void Lowers::StartBackground() {
   // Every thread started here inherits a fully blocked signal mask: the serving thread waits
   // for SIGTERM/SIGINT itself, and a background thread that got one would end the process
   // (ovbd attach starts these before it blocks its signals).
+  if (finished_) return;
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -442,11 +335,12 @@ void LayerSession::StartBackground() {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
-void LayerSession::StartThreads() {
+void Lowers::StartThreads() {
   if (store_) store_->StartFillWorkers();
   for (auto& [digest, verifier] : verifiers_) verifier->Enable();
   if (!download_jobs_.empty() && !downloader_) {
-    downloader_ = Downloader::Start(cache_dir_, download_jobs_, download_delay_s_, download_rate_);
+    const auto delay_s = static_cast<unsigned>(download_delay_.count());
+    downloader_ = Downloader::Start(cache_dir_, download_jobs_, delay_s, download_rate_);
   }
   if (!replay_ || prefetcher_) return;
   trace::PrefetchOptions o;
@@ -455,7 +349,7 @@ void LayerSession::StartThreads() {
   prefetcher_ = trace::Prefetcher::Start(*replay_, std::move(files), o);
 }
 
-Status LayerSession::Finish() {
+Status Lowers::Finish() {
   if (finished_) return Status::OK();
   finished_ = true;
   if (store_) store_->StopFillWorkers();
@@ -466,7 +360,7 @@ Status LayerSession::Finish() {
   return s.WithContext("--record-trace " + record_path_);
 }
 
-nlohmann::ordered_json LayerSession::StatusJson() const {
+nlohmann::ordered_json Lowers::StatusJson() const {
   nlohmann::ordered_json j;
   if (store_) {
     const cache::CacheStats c = store_->Stats();
@@ -503,7 +397,7 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
                         {"refetches", verify_stats_->refetches.load()}};
   if (local_copies_ > 0) j["downloaded_layers_used"] = local_copies_;
   if (downloader_) {
-    const volume::DownloadStats d = downloader_->Stats();
+    const DownloadStats d = downloader_->Stats();
     j["download"] = {{"layers", d.layers}, {"done", d.done},     {"failed", d.failed},
                      {"bytes", d.bytes},   {"finished", d.finished}, {"first_error", d.first_error}};
   }
@@ -519,4 +413,4 @@ nlohmann::ordered_json LayerSession::StatusJson() const {
   return j;
 }
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume

@@ -1,16 +1,18 @@
-// Opening the lowers of a served image, local or in a registry (lazy loading, docs/remote.md):
+// Opening the lowers of a volume, local or in a registry (lazy loading, docs/remote.md):
 //
 //   local PATH ──────────────────────────────────────────────> blob ──> image::OpenLowerFile
 //   digest / oci:// ──> remote::OpenBlob ──> cache::CachedFile ──┤
-//                                              │   └──(--record-trace) RecordingFile ──> blob
-//                                              └── trace::Prefetcher (--replay-trace), started
+//                                              │   └──(record_trace) RecordingFile ──> blob
+//                                              └── trace::Prefetcher (replay_trace), started
 //                                                  in the serving process
 //
-// A LayerSession owns what must live as long as the image: the cache store (one per directory,
-// flock'ed), the recorder and the prefetcher. Finish() saves a recorded trace.
+// Lowers owns what must live as long as the image: the cache store (one per directory,
+// flock'ed), the digest checks, the recorder, the prefetcher and the downloader. Internal to
+// the volume module (include/ovbd/volume.h).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <memory>
@@ -18,7 +20,6 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <nlohmann/json_fwd.hpp>
 
 #include "ovbd/cache.h"
@@ -27,6 +28,7 @@
 #include "ovbd/image.h"
 #include "ovbd/lsmt.h"
 #include "ovbd/status.h"
+#include "ovbd/volume.h"
 #include "volume/complete_verifier.h"
 #include "volume/layer_download.h"
 #include "volume/read_error_tap.h"
@@ -37,67 +39,24 @@ class Prefetcher;
 struct Trace;
 }  // namespace ovbd::trace
 
-namespace ovbd::cli {
+namespace ovbd::volume {
 
-using volume::CompleteVerifier;
-using volume::DownloadJob;
-using volume::Downloader;
-using volume::ReadErrorTap;
-
-// Options of remote lowers, the cache and trace prefetch (serve, attach, cat).
-struct LazyArgs {
-  std::string cache_dir = "/var/cache/ovbd";
-  std::string cache_size = "4G";
-  std::string cache_block_size = "16K";
-  std::string refill_size = "256K";
-  std::string proxy;
-  std::string credentials;
-  bool insecure = false;
-  unsigned remote_timeout_s = 60;
-  unsigned remote_parallel = 4;
-  std::string record_trace;
-  std::string replay_trace;
-  unsigned prefetch_parallel = 16;
-  bool download = false;               // or the config's "download": {"enable": true}
-  std::string download_rate = "0";     // bytes per second, 0 = unlimited
-  unsigned download_delay_s = 0;
-  // Serve registry blobs that nothing can verify piece by piece (no digest table, not a ZFile
-  // with CRCs) lazily anyway, instead of downloading them whole before the first read.
-  bool trust_unverified = false;
-};
-// `with_trace`: also --record-trace/--replay-trace/--prefetch-parallel and --download*.
-void AddLazyArgs(CLI::App* cmd, LazyArgs* args, bool with_trace);
-
-// A lower as the command line or a config names it: a local path (PATH or PATH:LENGTH), an
-// "oci://" / "oci+http://" reference, or a digest under a repoBlobUrl.
-struct LayerRef {
-  std::string path;
-  std::string oci;
-  std::string digest;
-  std::string repo_blob_url;
-  std::optional<uint64_t> size;
-  std::optional<image::BlobRef> digest_table;  // the config's lowers[i].digestTable
-  bool remote() const { return path.empty(); }
-  std::string Name() const;  // for messages and status
-};
-bool IsOciReference(const std::string& arg);
-std::vector<LayerRef> RefsFromArgs(const std::vector<std::string>& layers);
-std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config);
-
-class LayerSession {
+class Lowers {
  public:
   // Opens every lower (bottom first). `config_trace`: the config's recordTracePath (replayed if
-  // the file exists, else recorded), used when neither --record-trace nor --replay-trace is given.
-  static Result<std::unique_ptr<LayerSession>> Open(const LazyArgs& args, std::vector<LayerRef> refs,
-                                                    const std::string& config_trace,
-                                                    const image::DownloadConfig& config_download = {});
-  ~LayerSession();
+  // the file exists, else recorded), used when opts names neither a trace to record nor one to
+  // replay. `config_download` applies unless opts.download is set.
+  static Result<std::unique_ptr<Lowers>> Open(const VolumeOptions& opts, std::vector<LayerRef> refs,
+                                              const std::string& config_trace,
+                                              const image::DownloadConfig& config_download = {});
+  ~Lowers();
 
   std::vector<lsmt::LowerLayer> TakeLowers() { return std::move(lowers_); }
   // Starts the cache's fill workers, the digest checks, the trace replay and the background
   // download, if any (threads: call it in the process that serves; they take no signals).
+  // Idempotent; nothing after Finish.
   void StartBackground();
-  // Stops the replay; saves a recorded trace. Idempotent.
+  // Stops the background work; saves a recorded trace. Idempotent.
   Status Finish();
   // {"cache": {...}, "remote_layers": [...], "trace": {...}} for `ovbd ctl status`.
   nlohmann::ordered_json StatusJson() const;
@@ -105,12 +64,12 @@ class LayerSession {
 
  private:
   void StartThreads();
-  LayerSession() = default;
-  Status OpenAll(const LazyArgs& args);
-  Result<std::shared_ptr<const ReadableFile>> OpenRemote(const LazyArgs& args, size_t index);
-  Status SetUpTrace(const LazyArgs& args, const std::string& config_trace);
-  void PrefetchTables(const LazyArgs& args);
-  Result<std::shared_ptr<const remote::DigestTable>> LoadDigestTable(const LazyArgs& args, size_t index,
+  Lowers() = default;
+  Status OpenAll(const VolumeOptions& opts);
+  Result<std::shared_ptr<const ReadableFile>> OpenRemote(const VolumeOptions& opts, size_t index);
+  Status SetUpTrace(const VolumeOptions& opts, const std::string& config_trace);
+  void PrefetchTables(const VolumeOptions& opts);
+  Result<std::shared_ptr<const remote::DigestTable>> LoadDigestTable(const VolumeOptions& opts, size_t index,
                                                                      const remote::RemoteOptions& options);
   // Unwraps lower `index` and decides how its bytes are verified; a blob that cannot be checked
   // piece by piece is marked for a whole download (needs_download_).
@@ -130,7 +89,7 @@ class LayerSession {
   unsigned prefetch_parallel_ = 4;
   std::string cache_dir_;
   bool download_ = false;
-  unsigned download_delay_s_ = 0;
+  std::chrono::seconds download_delay_{0};
   uint64_t download_rate_ = 0;
   std::vector<DownloadJob> download_jobs_;
   std::unique_ptr<Downloader> downloader_;
@@ -146,4 +105,4 @@ class LayerSession {
   bool finished_ = false;
 };
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::volume
