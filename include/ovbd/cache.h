@@ -118,8 +118,9 @@ class CacheStore {
   // ones merged), ascending; empty for an unknown key.
   std::vector<std::pair<uint64_t, uint64_t>> CachedRanges(const std::string& key) const;
   // Starts the fill workers that fetch CachedFile Prefetch hints in the background (8 threads).
-  // Until then hints are ignored. Call it in the process that serves (threads do not survive
-  // fork). Idempotent.
+  // Until then hints are ignored. Call it in the process that serves, and StopFillWorkers in the
+  // same process: the store keeps no track of forks (threads do not survive one, so an owner
+  // that forks starts the workers after it). Idempotent; nothing after StopFillWorkers.
   void StartFillWorkers();
   // Stops the fill workers: queued hints are dropped (readers waiting on them ask the source
   // themselves), fetches in flight finish, later hints are ignored. Call it before releasing

@@ -8,12 +8,12 @@
 // full, store stopping, no thread could be started), or failed when the store stops; a reader
 // whose wait on a hinted block fails asks the source again itself (Flight::ahead).
 //
-// Workers start only when the serving process asks (StartFillWorkers): `ovbd attach` opens the
-// image, and so reads through the cache, before it forks, and threads do not survive a fork.
-// Before that, and after StopFillWorkers, hints are ignored: reads fetch on demand as usual.
+// Workers have an explicit lifecycle: they start only when the owner asks (StartFillWorkers, in
+// the process that serves: the volume's Start) and end at StopFillWorkers. Before that, and
+// after it, hints are ignored: reads fetch on demand as usual. The store does not know about
+// fork: an owner that forks opens the store before and starts the workers after (ovbd attach).
 #include <pthread.h>
 #include <signal.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <system_error>
@@ -26,7 +26,6 @@ void CacheStore::Impl::StartFillWorkers() {
   std::lock_guard<std::mutex> lock(fill_mu);
   if (fill_stop || fill_enabled) return;
   fill_enabled = true;
-  fill_pid = ::getpid();
   // The workers take no process signals (a server waits for SIGTERM in one thread; a worker
   // that got it would end the process): they inherit a fully blocked mask.
   sigset_t all, old;
@@ -45,7 +44,7 @@ void CacheStore::Impl::Hint(KeyEntry* e, const std::shared_ptr<const ReadableFil
   if (length == 0 || offset >= e->size) return;
   {
     std::lock_guard<std::mutex> lock(fill_mu);
-    if (!fill_enabled || fill_stop || fill_threads.empty() || fill_pid != ::getpid()) return;
+    if (!fill_enabled || fill_stop || fill_threads.empty()) return;
   }
   // Claim under one hold of mu: on a warm cache (nothing absent) this is the whole cost. A hint
   // claims at most an eighth of the capacity, so one large hint cannot empty the cache.
@@ -121,22 +120,14 @@ void CacheStore::Impl::CancelFill(FillJob& job) {
 void CacheStore::Impl::StopFillWorkers() {
   std::vector<std::thread> threads;
   std::deque<FillJob> pending;
-  bool ours = false;
   {
     std::lock_guard<std::mutex> lock(fill_mu);
     fill_stop = true;
-    ours = fill_pid == ::getpid();
     threads.swap(fill_threads);
     pending.swap(fill_jobs);  // not fetched: a stopping store does not wait for hints
   }
   fill_cv.notify_all();
   for (FillJob& job : pending) CancelFill(job);  // their waiters ask the source themselves
-  if (!ours) {
-    // A forked child: the parent's threads do not exist here; they can be neither joined nor
-    // detached, and destroying a joinable std::thread terminates. Left behind on purpose.
-    if (!threads.empty()) (void)new std::vector<std::thread>(std::move(threads));
-    return;
-  }
   for (std::thread& t : threads) {
     if (t.get_id() == std::this_thread::get_id()) {
       t.detach();  // a worker releasing the store's last reference cannot join itself

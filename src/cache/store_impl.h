@@ -142,16 +142,15 @@ struct CacheStore::Impl {
   std::list<BlockRef> lru;  // present blocks in CLOCK order: oldest (next to look at) first
   CacheStats stats;         // capacity/used/files kept current under mu
 
-  // Fill workers (fill_pool.cc): Prefetch hints run on kFillThreads threads, started on the first
-  // hint of a process that claims something (threads do not survive fork: a forked child starts
-  // its own). At most kMaxFillJobs wait. Guarded by fill_mu, never taken under mu.
+  // Fill workers (fill_pool.cc): Prefetch hints run on kFillThreads threads, from
+  // StartFillWorkers to StopFillWorkers. At most kMaxFillJobs wait. Guarded by fill_mu, never
+  // taken under mu.
   static constexpr size_t kFillThreads = 8;
   static constexpr size_t kMaxFillJobs = 256;
   std::mutex fill_mu;
   std::condition_variable fill_cv;
   std::deque<FillJob> fill_jobs;
   std::vector<std::thread> fill_threads;
-  pid_t fill_pid = 0;
   bool fill_enabled = false;  // StartFillWorkers called (by the serving process)
   bool fill_stop = false;     // StopFillWorkers called: hints are ignored from then on
   void StartFillWorkers();
