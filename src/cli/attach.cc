@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/attach_serve.h"
-#include "cli/attach_state.h"
+#include "export/fuse/attach_state.h"
 #include "cli/command.h"
 #include "cli/image_args.h"
 
@@ -143,11 +143,11 @@ Status RunAttach(const AttachArgs& a) {
   // Paths become absolute now: the background process runs in "/".
   AttachedImage img{v->device(), v->layer_names(), v->upper_data()};
   for (std::string& p : img.layers) {
-    if (p.find("://") == std::string::npos) p = AbsolutePath(p);
+    if (p.find("://") == std::string::npos) p = fuse::AbsolutePath(p);
   }
-  if (!img.upper.empty()) img.upper = AbsolutePath(img.upper);
+  if (!img.upper.empty()) img.upper = fuse::AbsolutePath(img.upper);
   AttachOptions o;
-  if (!a.fuse_only.empty()) o.fuse_only = AbsolutePath(a.fuse_only);
+  if (!a.fuse_only.empty()) o.fuse_only = fuse::AbsolutePath(a.fuse_only);
   o.block_size = static_cast<uint32_t>(std::stoul(a.block_size));
   o.direct_io = !a.no_direct_io;
   if (a.foreground) {

@@ -10,7 +10,7 @@
 #include <memory>
 #include <thread>
 
-#include "cli/attach_state.h"
+#include "export/fuse/attach_state.h"
 #include "export/fuse/fuse_export.h"
 #include "export/fuse/loop_device.h"
 
@@ -37,26 +37,26 @@ struct Attached {
   ~Attached() {
     loop.reset();
     exported.reset();
-    if (!run_dir.empty()) RemoveRunDirEntries(run_dir, {kStateFile, own_mountpoint ? kMountDir : ""});
+    if (!run_dir.empty()) fuse::RemoveRunDirEntries(run_dir, {fuse::kStateFile, own_mountpoint ? fuse::kMountDir : ""});
   }
 };
 
 Result<std::string> PrepareMountpoint(const AttachOptions& o, Attached* a) {
-  if (!o.fuse_only.empty()) return AbsolutePath(o.fuse_only);
-  const std::string mnt = a->run_dir + "/" + kMountDir;
+  if (!o.fuse_only.empty()) return fuse::AbsolutePath(o.fuse_only);
+  const std::string mnt = a->run_dir + "/" + fuse::kMountDir;
   if (::mkdir(mnt.c_str(), 0700) != 0) return Status::FromErrno(errno, "mkdir " + mnt);
   a->own_mountpoint = true;
   return mnt;
 }
 
 std::vector<std::string> AbsolutePaths(std::vector<std::string> paths) {
-  for (std::string& p : paths) p = AbsolutePath(p);
+  for (std::string& p : paths) p = fuse::AbsolutePath(p);
   return paths;
 }
 
 Status SetUp(const AttachedImage& img, const AttachOptions& o, Attached* a, AttachReady* ready) {
-  RemoveStaleRunDirs();
-  OVBD_ASSIGN_OR_RETURN(a->run_dir, CreateRunDir());
+  fuse::RemoveStaleRunDirs();
+  OVBD_ASSIGN_OR_RETURN(a->run_dir, fuse::CreateRunDir());
   OVBD_ASSIGN_OR_RETURN(std::string mnt, PrepareMountpoint(o, a));
   fuse::FuseExportOptions fo;
   fo.on_session_end = [] { ::kill(::getpid(), kSessionEnded); };
@@ -71,16 +71,16 @@ Status SetUp(const AttachedImage& img, const AttachOptions& o, Attached* a, Atta
   }
   ready->run_dir = a->run_dir;
   ready->pid = ::getpid();
-  AttachState state{ready->pid,
-                    0,
-                    ready->file,
-                    mnt,
-                    ready->device,
-                    a->exported->read_only(),
-                    AbsolutePaths(img.layers),
-                    img.upper.empty() ? "" : AbsolutePath(img.upper)};
-  OVBD_ASSIGN_OR_RETURN(state.start_time, ProcessStartTime(ready->pid));
-  return WriteState(a->run_dir, state);
+  fuse::AttachState state{ready->pid,
+                          0,
+                          ready->file,
+                          mnt,
+                          ready->device,
+                          a->exported->read_only(),
+                          AbsolutePaths(img.layers),
+                          img.upper.empty() ? "" : fuse::AbsolutePath(img.upper)};
+  OVBD_ASSIGN_OR_RETURN(state.start_time, fuse::ProcessStartTime(ready->pid));
+  return fuse::WriteState(a->run_dir, state);
 }
 
 int WaitSignal(const sigset_t& set) {
@@ -119,15 +119,15 @@ Status ServeAttached(const AttachedImage& img, const AttachOptions& options,
   ready(info);
   WaitSignal(set);
   Status stopped = Stop(&a, set);
-  (void)WriteResult(a.run_dir, stopped);
+  (void)fuse::WriteResult(a.run_dir, stopped);
   struct stat st {};
-  const bool detach_collects = ::stat((a.run_dir + "/" + kDetachingFile).c_str(), &st) == 0;
+  const bool detach_collects = ::stat((a.run_dir + "/" + fuse::kDetachingFile).c_str(), &st) == 0;
   if (!detach_collects) {
-    RemoveRunDirEntries(a.run_dir, {kResultFile});  // nobody will read it
+    fuse::RemoveRunDirEntries(a.run_dir, {fuse::kResultFile});  // nobody will read it
   }
   a.loop.reset();
   a.exported.reset();
-  RemoveRunDirEntries(a.run_dir, {kStateFile, a.own_mountpoint ? kMountDir : ""});
+  fuse::RemoveRunDirEntries(a.run_dir, {fuse::kStateFile, a.own_mountpoint ? fuse::kMountDir : ""});
   a.run_dir.clear();
   return stopped;
 }

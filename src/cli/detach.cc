@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "cli/attach_serve.h"
-#include "cli/attach_state.h"
+#include "export/fuse/attach_state.h"
 #include "export/fuse/loop_device.h"
 
 namespace ovbd::cli {
@@ -27,7 +27,7 @@ namespace {
 
 struct Located {
   std::string run_dir;
-  AttachState state;
+  fuse::AttachState state;
 };
 
 Status NotOurs(const std::string& device, const std::string& backing) {
@@ -38,10 +38,10 @@ Result<Located> LocateLoop(const std::string& device) {
   OVBD_ASSIGN_OR_RETURN(std::string backing, fuse::LoopBackingFile(device));
   const std::filesystem::path p(backing);
   const std::filesystem::path run_dir = p.parent_path().parent_path();
-  if (p.parent_path().filename() != kMountDir || run_dir.filename().string().rfind("attach-", 0) != 0) {
+  if (p.parent_path().filename() != fuse::kMountDir || run_dir.filename().string().rfind("attach-", 0) != 0) {
     return NotOurs(device, backing);
   }
-  auto state = ReadState(run_dir.string());
+  auto state = fuse::ReadState(run_dir.string());
   if (!state.ok() || state->file != backing) return NotOurs(device, backing);
   return Located{run_dir.string(), std::move(state).value()};
 }
@@ -52,14 +52,14 @@ Result<Located> Locate(const std::string& target) {
   if (exists && S_ISBLK(st.st_mode)) return LocateLoop(target);
   if (!exists && errno == ENOENT) return Status::NotFound(target + ": no such device or directory");
   // A directory, a file, or a FUSE mount whose process died (stat fails with ENOTCONN).
-  OVBD_ASSIGN_OR_RETURN(std::string run_dir, FindRunDirByPath(AbsolutePath(target)));
-  OVBD_ASSIGN_OR_RETURN(AttachState state, ReadState(run_dir));
+  OVBD_ASSIGN_OR_RETURN(std::string run_dir, fuse::FindRunDirByPath(fuse::AbsolutePath(target)));
+  OVBD_ASSIGN_OR_RETURN(fuse::AttachState state, fuse::ReadState(run_dir));
   return Located{run_dir, std::move(state)};
 }
 
 std::vector<std::string> RunDirNames(const Located& at) {
-  std::vector<std::string> names = {kStateFile, kResultFile, kDetachingFile};
-  if (at.state.mountpoint == at.run_dir + "/" + kMountDir) names.push_back(kMountDir);
+  std::vector<std::string> names = {fuse::kStateFile, fuse::kResultFile, fuse::kDetachingFile};
+  if (at.state.mountpoint == at.run_dir + "/" + fuse::kMountDir) names.push_back(fuse::kMountDir);
   return names;
 }
 
@@ -67,14 +67,14 @@ std::vector<std::string> RunDirNames(const Located& at) {
 Status CleanUpAfterDeadProcess(const Located& at) {
   if (!at.state.device.empty()) (void)fuse::ClearLoopDevice(at.state.device);
   ::umount2(at.state.mountpoint.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
-  RemoveRunDirEntries(at.run_dir, RunDirNames(at));
+  fuse::RemoveRunDirEntries(at.run_dir, RunDirNames(at));
   return Status::IOError("the attach process " + std::to_string(at.state.pid) +
                          " is gone (killed?); removed what it left behind (" +
                          (at.state.device.empty() ? at.state.mountpoint : at.state.device) +
                          "); writes it had not flushed may be lost");
 }
 
-Status CheckNotInUse(const AttachState& s) {
+Status CheckNotInUse(const fuse::AttachState& s) {
   if (s.device.empty()) return Status::OK();
   OVBD_ASSIGN_OR_RETURN(bool busy, fuse::BlockDeviceBusy(s.device));
   if (busy) {
@@ -84,7 +84,7 @@ Status CheckNotInUse(const AttachState& s) {
 }
 
 Status MarkDetaching(const std::string& run_dir) {
-  const std::string marker = run_dir + "/" + kDetachingFile;
+  const std::string marker = run_dir + "/" + fuse::kDetachingFile;
   const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno == EEXIST) return Status::AlreadyExists("another 'ovbd detach' is already stopping it");
   if (fd < 0) return Status::FromErrno(errno, "create " + marker);
@@ -92,9 +92,9 @@ Status MarkDetaching(const std::string& run_dir) {
   return Status::OK();
 }
 
-bool WaitForExit(const AttachState& s, unsigned timeout_s) {
+bool WaitForExit(const fuse::AttachState& s, unsigned timeout_s) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (ProcessAlive(s)) {
+  while (fuse::ProcessAlive(s)) {
     if (timeout_s != 0 && std::chrono::steady_clock::now() >= deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -105,24 +105,24 @@ bool WaitForExit(const AttachState& s, unsigned timeout_s) {
 
 Status RunDetach(const std::string& target, unsigned timeout_s) {
   OVBD_ASSIGN_OR_RETURN(Located at, Locate(target));
-  const AttachState& s = at.state;
-  if (!ProcessAlive(s)) return CleanUpAfterDeadProcess(at);
+  const fuse::AttachState& s = at.state;
+  if (!fuse::ProcessAlive(s)) return CleanUpAfterDeadProcess(at);
   OVBD_RETURN_IF_ERROR(CheckNotInUse(s));
   OVBD_RETURN_IF_ERROR(MarkDetaching(at.run_dir));
   if (::kill(s.pid, SIGTERM) != 0) {
     Status err = Status::FromErrno(errno, "signal attach process " + std::to_string(s.pid));
-    RemoveRunDirEntries(at.run_dir, {kDetachingFile});
+    fuse::RemoveRunDirEntries(at.run_dir, {fuse::kDetachingFile});
     return err;
   }
   if (!WaitForExit(s, timeout_s)) {
-    RemoveRunDirEntries(at.run_dir, {kDetachingFile});  // it cleans up by itself when it ends
+    fuse::RemoveRunDirEntries(at.run_dir, {fuse::kDetachingFile});  // it cleans up by itself when it ends
     return Status::IOError("the attach process " + std::to_string(s.pid) + " did not end within " +
                            std::to_string(timeout_s) + " s; is " + s.file +
                            " still open? It stops once the file is released (send SIGTERM again to force)");
   }
-  Status result = ReadResult(at.run_dir);
+  Status result = fuse::ReadResult(at.run_dir);
   if (result.IsNotFound()) result = Status::IOError("the attach process ended without reporting its final flush");
-  RemoveRunDirEntries(at.run_dir, RunDirNames(at));
+  fuse::RemoveRunDirEntries(at.run_dir, RunDirNames(at));
   return result.WithContext(s.device.empty() ? s.file : s.device);
 }
 

@@ -1,5 +1,5 @@
 // Runtime directory and state files of `ovbd attach` (see attach_state.h).
-#include "cli/attach_state.h"
+#include "export/fuse/attach_state.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -15,7 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace ovbd::cli {
+#include "ovbd/io.h"
+
+namespace ovbd::fuse {
 namespace {
 
 constexpr size_t kMaxStateBytes = 64 * 1024;  // a state file is a few hundred bytes
@@ -192,4 +194,4 @@ void RemoveRunDirEntries(const std::string& dir, const std::vector<std::string>&
   ::rmdir(dir.c_str());
 }
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::fuse

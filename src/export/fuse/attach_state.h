@@ -20,7 +20,7 @@
 
 #include "ovbd/status.h"
 
-namespace ovbd::cli {
+namespace ovbd::fuse {
 
 struct AttachState {
   int pid = 0;
@@ -72,4 +72,4 @@ std::string AbsolutePath(const std::string& path);
 // skipped), then dir itself if it is empty.
 void RemoveRunDirEntries(const std::string& dir, const std::vector<std::string>& names);
 
-}  // namespace ovbd::cli
+}  // namespace ovbd::fuse
