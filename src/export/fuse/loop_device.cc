@@ -86,6 +86,16 @@ Result<std::string> LoopSysfsDir(const std::string& device) {
   return "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev));
 }
 
+// LOOP_CLR_FD while anyone else holds the device open (udev or blkid probing it after an
+// unmount) only marks it to be cleared at the last close. Waits, bounded, until it is unbound, so
+// that "detached" means what `losetup` will show. Call it after closing our own descriptor.
+void WaitUnbound(const std::string& device) {
+  auto dir = LoopSysfsDir(device);
+  if (!dir.ok()) return;
+  const std::string bound = *dir + "/loop";  // exists only while a file is bound
+  for (int i = 0; i < 500 && ::access(bound.c_str(), F_OK) == 0; i++) ::usleep(10000);  // <= 5 s
+}
+
 }  // namespace
 
 Result<std::unique_ptr<LoopDevice>> LoopDevice::Attach(const std::string& file, const LoopOptions& o) {
@@ -122,6 +132,7 @@ Status LoopDevice::Detach() {
   if (::ioctl(fd_, LOOP_CLR_FD) != 0 && errno != ENXIO) s = Status::FromErrno(errno, "detach " + path_);
   ::close(fd_);
   fd_ = -1;
+  if (s.ok()) WaitUnbound(path_);
   return s;
 }
 
@@ -134,9 +145,12 @@ Result<std::string> LoopBackingFile(const std::string& device) {
 
 Status ClearLoopDevice(const std::string& device) {
   OVBD_RETURN_IF_ERROR(LoopSysfsDir(device).status());
-  Fd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) return Status::FromErrno(errno, "open " + device);
-  if (::ioctl(fd.get(), LOOP_CLR_FD) != 0 && errno != ENXIO) return Status::FromErrno(errno, "detach " + device);
+  {
+    Fd fd(::open(device.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) return Status::FromErrno(errno, "open " + device);
+    if (::ioctl(fd.get(), LOOP_CLR_FD) != 0 && errno != ENXIO) return Status::FromErrno(errno, "detach " + device);
+  }
+  WaitUnbound(device);
   return Status::OK();
 }
 
