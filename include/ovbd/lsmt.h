@@ -139,9 +139,15 @@ class RwLayer {
   // mapping cut at its front has its moffset advanced), sorted, tags 0. The default filters
   // Segments(); the real layer answers from its index in O(log n + k).
   virtual std::vector<Segment> Lookup(uint64_t offset, uint64_t length) const;
-  // The data-file header (virtual size, uuids).
+  // The data-file header (virtual size, uuids). Resize changes it: callers that read it do not
+  // run concurrently with Resize.
   virtual const HeaderTrailer& meta() const = 0;
   virtual uint64_t VirtualSize() const = 0;
+  // Sets the virtual size (bytes, a positive multiple of 512 below 2^59) in both headers,
+  // durably: the data file's first, then the index file's, which is what a reopen reads (a
+  // crash between the two leaves the old size). InvalidArgument on a sealed layer or a bad
+  // size; whether data lies past a smaller size is the caller's question.
+  virtual Status Resize(uint64_t virtual_size) = 0;
   // Reads raw bytes of the data file (for commit).
   virtual const ReadableFile& data_file() const = 0;
 };
@@ -218,6 +224,19 @@ class Image : public ReadableFile {
   // Header fields of the bottom and top layer (commit takes uuids/size from them).
   virtual const HeaderTrailer& top_meta() const = 0;
   virtual const HeaderTrailer& bottom_meta() const = 0;
+
+  // ---- online changes (docs/lifecycle.md): images derived from this one share its layers ----
+  // The writable layer (shared with images derived from this one), or null.
+  virtual std::shared_ptr<RwLayer> upper() const = 0;
+  // This image's layers under `upper`, a fresh writable layer, in O(1) (nothing is read or
+  // merged): this image's upper, if any, stays as a frozen layer read from its live index, and
+  // is no longer written through the new image. The caller stops writing to this image first
+  // (an online snapshot, with writes paused), then seals the frozen layer and later replaces
+  // the result by a rebuilt stack (OpenStack) that reads it as a lower. InvalidArgument if the
+  // frozen layer would exceed CheckLayerCount.
+  virtual Result<std::unique_ptr<Image>> StackedUnder(std::shared_ptr<RwLayer> upper) const = 0;
+  // The same layers with the virtual size read again from them (after RwLayer::Resize).
+  virtual std::unique_ptr<Image> Reopened() const = 0;
 };
 
 // `lowers` are read-only LSMT blobs, bottom first (already unwrapped from tar/ZFile), at most 255
@@ -236,6 +255,9 @@ struct LowerLayer {
 };
 // OpenImage with raw lowers allowed; same limits and errors.
 Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::unique_ptr<RwLayer> upper = nullptr);
+// The same with an upper shared with another image (an online merge or replace stacks new
+// lowers under the upper that the running image keeps writing).
+Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::shared_ptr<RwLayer> upper);
 
 // ---- Commit / merge / import ----------------------------------------------------------------
 

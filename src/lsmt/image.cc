@@ -1,9 +1,12 @@
 // A stack of layers as one device (notes §2.6, §3.7).
 //
 //   tag 0        upper RwLayer (optional)   ── consulted first, its live index
-//   tag 1..n     lowers, top first          ── one merged SegmentIndex fills the gaps
+//   tag 1..k     frozen uppers (snapshots)  ── then theirs, top first (StackedUnder)
+//   tag k+1..    lowers, top first          ── one merged SegmentIndex fills the gaps
 //
-// Without an upper the lowers take tags 0..n-1. Reads resolve the requested sectors into
+// Without an upper the lowers take tags 0..n-1. A frozen upper is an online snapshot's old
+// writable layer: the next image is the old one under a fresh upper, made in O(1) while writes
+// are paused, before the frozen layer is sealed and merged into a rebuilt index. Reads resolve the requested sectors into
 // segments with these global tags and hand them to FillFromSegments (any byte alignment).
 #include <algorithm>
 #include <string>
@@ -16,16 +19,36 @@
 namespace ovbd::lsmt {
 namespace {
 
+// What a stack is made of, shared between the images that online changes derive from one
+// another (StackedUnder, Reopened): files, indexes and live layers are never copied.
+struct StackParts {
+  std::vector<std::shared_ptr<const ReadableFile>> lowers;  // bottom first
+  std::vector<HeaderTrailer> headers;                       // lowers' headers, bottom first
+  std::vector<uint64_t> sizes;                              // lowers' virtual sizes, bottom first
+  std::shared_ptr<const SegmentIndex> ro;                   // tags: 0 = top lower
+  // Layers read from their live index, top first: live[0] takes the writes when `writable`;
+  // the others are frozen uppers of earlier snapshots (no longer written, being sealed).
+  std::vector<std::shared_ptr<RwLayer>> live;
+  bool writable = false;
+};
+
+// The virtual size of the top-most layer that has one (live layers first, then lowers top-down).
+uint64_t PartsVirtualSize(const StackParts& p) {
+  for (const auto& l : p.live) {
+    if (l->VirtualSize() > 0) return l->VirtualSize();
+  }
+  for (auto it = p.sizes.rbegin(); it != p.sizes.rend(); ++it) {
+    if (*it > 0) return *it;
+  }
+  return 0;
+}
+
 class StackImage final : public Image {
  public:
-  StackImage(std::vector<std::shared_ptr<const ReadableFile>> lowers, std::vector<HeaderTrailer> headers,
-             std::unique_ptr<SegmentIndex> ro, std::unique_ptr<RwLayer> upper, uint64_t size)
-      : lowers_(std::move(lowers)),
-        headers_(std::move(headers)),
-        ro_(std::move(ro)),
-        upper_(std::move(upper)),
-        size_(size),
-        name_(upper_ ? upper_->data_file().Name() : lowers_.back()->Name()) {}
+  explicit StackImage(StackParts parts)
+      : p_(std::move(parts)),
+        size_(PartsVirtualSize(p_)),
+        name_(!p_.live.empty() ? p_.live.front()->data_file().Name() : p_.lowers.back()->Name()) {}
 
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   uint64_t Size() const override { return size_; }
@@ -38,70 +61,86 @@ class StackImage final : public Image {
     PrefetchLowers(Resolve(range.offset, range.length), offset, length, 1);
   }
 
-  bool writable() const override { return upper_ != nullptr; }
+  bool writable() const override { return p_.writable; }
   Status Write(uint64_t offset, std::span<const uint8_t> data) override;
   Status Discard(uint64_t offset, uint64_t length) override;
-  Status Flush() override { return upper_ ? upper_->Sync() : Status::OK(); }
-  Status SealUpper() override {
-    if (!upper_) return Status::NotSupported(name_ + ": no writable layer to seal");
-    OVBD_RETURN_IF_ERROR(upper_->Sync());
-    return upper_->Seal();
+  // Every live layer: a frozen one may still hold writes that completed before the snapshot
+  // that froze it, and a flush covers every completed write.
+  Status Flush() override {
+    for (const auto& l : p_.live) OVBD_RETURN_IF_ERROR(l->Sync());
+    return Status::OK();
   }
-  size_t layer_count() const override { return lowers_.size() + (upper_ ? 1 : 0); }
+  Status SealUpper() override {
+    if (!p_.writable) return Status::NotSupported(name_ + ": no writable layer to seal");
+    OVBD_RETURN_IF_ERROR(p_.live.front()->Sync());
+    return p_.live.front()->Seal();
+  }
+  size_t layer_count() const override { return p_.lowers.size() + p_.live.size(); }
   std::vector<Segment> Segments() const override { return Resolve(0, kMaxOffset); }
   std::vector<Segment> SegmentsIn(uint64_t offset, uint64_t length) const override {
     return Resolve(offset, length);
   }
   Status ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const override;
-  const HeaderTrailer& top_meta() const override { return upper_ ? upper_->meta() : headers_.back(); }
-  const HeaderTrailer& bottom_meta() const override {
-    return headers_.empty() ? upper_->meta() : headers_.front();
+  const HeaderTrailer& top_meta() const override {
+    return !p_.live.empty() ? p_.live.front()->meta() : p_.headers.back();
   }
+  const HeaderTrailer& bottom_meta() const override {
+    return p_.headers.empty() ? p_.live.back()->meta() : p_.headers.front();
+  }
+  std::shared_ptr<RwLayer> upper() const override { return p_.writable ? p_.live.front() : nullptr; }
+  Result<std::unique_ptr<Image>> StackedUnder(std::shared_ptr<RwLayer> upper) const override;
+  std::unique_ptr<Image> Reopened() const override { return std::make_unique<StackImage>(p_); }
 
  private:
   // Segments covering [offset, offset+length) sectors, clipped, sorted, with global tags.
   std::vector<Segment> Resolve(uint64_t offset, uint64_t length) const;
+  // Appends the segments of [begin, end) sectors as seen from live layer `level` down.
+  void ResolveFrom(size_t level, uint64_t begin, uint64_t end, std::vector<Segment>* out) const;
   Status CheckWrite(uint64_t offset, uint64_t length, const char* op) const;
-  // The lower layer file a segment tag names, or null (the upper, or no such layer).
+  // The lower layer file a segment tag names, or null (a live layer, or no such layer).
   const ReadableFile* LowerOf(uint8_t tag) const;
   // Passes the lower-layer parts of [offset, offset+length) to their files' Prefetch, if the
   // range has at least `min_segments` of them.
   void PrefetchLowers(const std::vector<Segment>& segments, uint64_t offset, uint64_t length,
                       long min_segments = 2) const;
 
-  std::vector<std::shared_ptr<const ReadableFile>> lowers_;  // bottom first
-  std::vector<HeaderTrailer> headers_;                       // lowers' headers, bottom first
-  std::unique_ptr<SegmentIndex> ro_;                         // tags: 0 = top lower
-  std::unique_ptr<RwLayer> upper_;
-  uint64_t size_;
-  std::string name_;
+  const StackParts p_;
+  const uint64_t size_;
+  const std::string name_;
 };
+
+Result<std::unique_ptr<Image>> StackImage::StackedUnder(std::shared_ptr<RwLayer> upper) const {
+  if (!upper) return Status::InvalidArgument(name_ + ": StackedUnder: null upper");
+  OVBD_RETURN_IF_ERROR(CheckLayerCount(p_.lowers.size() + p_.live.size()).WithContext(name_));
+  StackParts next = p_;
+  next.live.insert(next.live.begin(), std::move(upper));
+  next.writable = true;
+  return std::unique_ptr<Image>(new StackImage(std::move(next)));
+}
 
 std::vector<Segment> StackImage::Resolve(uint64_t offset, uint64_t length) const {
   std::vector<Segment> out;
-  const uint8_t shift = upper_ ? 1 : 0;
-  auto add_lower = [&](uint64_t begin, uint64_t end) {
-    if (!ro_ || begin >= end) return;
-    const size_t first = out.size();
-    ro_->AppendOverlapping(begin, end - begin, &out);
-    if (shift == 0) return;
-    for (size_t i = first; i < out.size(); ++i) {
-      out[i].tag = static_cast<uint8_t>(out[i].tag + shift);
-    }
-  };
-  if (!upper_) {
-    add_lower(offset, offset + length);
-    return out;
+  ResolveFrom(0, offset, offset + std::min(length, kMaxOffset - offset), &out);
+  return out;
+}
+
+void StackImage::ResolveFrom(size_t level, uint64_t begin, uint64_t end, std::vector<Segment>* out) const {
+  if (begin >= end) return;
+  if (level == p_.live.size()) {
+    if (!p_.ro) return;
+    const size_t first = out->size();
+    p_.ro->AppendOverlapping(begin, end - begin, out);
+    for (size_t i = first; i < out->size(); ++i) (*out)[i].tag = static_cast<uint8_t>((*out)[i].tag + level);
+    return;
   }
-  uint64_t cursor = offset;
-  for (const Segment& s : upper_->Lookup(offset, length)) {
-    add_lower(cursor, s.offset);
-    out.push_back(s);
-    out.back().tag = 0;
+  uint64_t cursor = begin;
+  for (const Segment& s : p_.live[level]->Lookup(begin, end - begin)) {
+    ResolveFrom(level + 1, cursor, s.offset, out);
+    out->push_back(s);
+    out->back().tag = static_cast<uint8_t>(level);
     cursor = s.end();
   }
-  add_lower(cursor, offset + length);
-  return out;
+  ResolveFrom(level + 1, cursor, end, out);
 }
 
 Status StackImage::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
@@ -161,20 +200,20 @@ void StackImage::PrefetchLowers(const std::vector<Segment>& segments, uint64_t o
 }
 
 const ReadableFile* StackImage::LowerOf(uint8_t tag) const {
-  if (upper_ && tag == 0) return nullptr;
-  const size_t index = tag - (upper_ ? 1u : 0u);  // 0 = the top lower
-  return index < lowers_.size() ? lowers_[lowers_.size() - 1 - index].get() : nullptr;
+  if (tag < p_.live.size()) return nullptr;
+  const size_t index = tag - p_.live.size();  // 0 = the top lower
+  return index < p_.lowers.size() ? p_.lowers[p_.lowers.size() - 1 - index].get() : nullptr;
 }
 
 Status StackImage::ReadLayerData(uint8_t tag, uint64_t offset, std::span<uint8_t> buf) const {
-  if (upper_ && tag == 0) return ReadZeroPadded(upper_->data_file(), offset, buf);
+  if (tag < p_.live.size()) return ReadZeroPadded(p_.live[tag]->data_file(), offset, buf);
   const ReadableFile* lower = LowerOf(tag);
   if (lower == nullptr) return Status::InvalidArgument(name_ + ": no layer with tag " + std::to_string(tag));
   return ReadZeroPadded(*lower, offset, buf);
 }
 
 Status StackImage::CheckWrite(uint64_t offset, uint64_t length, const char* op) const {
-  if (!upper_) return Status::NotSupported(name_ + ": " + op + " on a read-only image");
+  if (!p_.writable) return Status::NotSupported(name_ + ": " + op + " on a read-only image");
   if (!RangeWithin(offset, length, size_)) {
     return Status::OutOfRange(name_ + ": " + op + " at " + std::to_string(offset) + " length " +
                               std::to_string(length) + " is past the virtual size " +
@@ -185,21 +224,12 @@ Status StackImage::CheckWrite(uint64_t offset, uint64_t length, const char* op) 
 
 Status StackImage::Write(uint64_t offset, std::span<const uint8_t> data) {
   OVBD_RETURN_IF_ERROR(CheckWrite(offset, data.size(), "write"));
-  return upper_->Write(offset, data);
+  return p_.live.front()->Write(offset, data);
 }
 
 Status StackImage::Discard(uint64_t offset, uint64_t length) {
   OVBD_RETURN_IF_ERROR(CheckWrite(offset, length, "discard"));
-  return upper_->Discard(offset, length);
-}
-
-// The virtual size of the top-most layer that has one (upper first, then lowers top-down).
-uint64_t StackVirtualSize(const std::vector<LayerInfo>& infos, const RwLayer* upper) {
-  if (upper != nullptr && upper->VirtualSize() > 0) return upper->VirtualSize();
-  for (auto it = infos.rbegin(); it != infos.rend(); ++it) {
-    if (it->trailer.virtual_size > 0) return it->trailer.virtual_size;
-  }
-  return 0;
+  return p_.live.front()->Discard(offset, length);
 }
 
 Result<std::unique_ptr<SegmentIndex>> MergeLowers(std::vector<LayerInfo>* infos) {
@@ -248,26 +278,31 @@ Status CheckLayerCount(size_t lowers) {
                                  std::to_string(kMaxStackLayers) + " (a writable upper comes on top of them)");
 }
 
-Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::unique_ptr<RwLayer> upper) {
-  std::vector<std::shared_ptr<const ReadableFile>> files;
-  for (const LowerLayer& l : lowers) files.push_back(l.file);
-  OVBD_RETURN_IF_ERROR(CheckStackShape(files, upper != nullptr));
+Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::shared_ptr<RwLayer> upper) {
+  StackParts parts;
+  for (const LowerLayer& l : lowers) parts.lowers.push_back(l.file);
+  OVBD_RETURN_IF_ERROR(CheckStackShape(parts.lowers, upper != nullptr));
   std::vector<LayerInfo> infos;
-  std::vector<HeaderTrailer> headers;
   for (size_t i = 0; i < lowers.size(); i++) {
     OVBD_ASSIGN_OR_RETURN(LayerInfo info, LowerInfo(lowers[i], i));
-    headers.push_back(info.header);
+    parts.headers.push_back(info.header);
+    parts.sizes.push_back(info.trailer.virtual_size);
     infos.push_back(std::move(info));
   }
-  const uint64_t size = StackVirtualSize(infos, upper.get());
-  std::unique_ptr<SegmentIndex> ro;
   if (!infos.empty()) {
     auto merged = MergeLowers(&infos);
     if (!merged.ok()) return merged.status().WithContext("OpenImage: merging the lower indexes");
-    ro = std::move(merged).value();
+    parts.ro = std::move(merged).value();
   }
-  return std::unique_ptr<Image>(
-      new StackImage(std::move(files), std::move(headers), std::move(ro), std::move(upper), size));
+  if (upper) {
+    parts.live.push_back(std::move(upper));
+    parts.writable = true;
+  }
+  return std::unique_ptr<Image>(new StackImage(std::move(parts)));
+}
+
+Result<std::unique_ptr<Image>> OpenStack(std::vector<LowerLayer> lowers, std::unique_ptr<RwLayer> upper) {
+  return OpenStack(std::move(lowers), std::shared_ptr<RwLayer>(std::move(upper)));
 }
 
 Result<std::unique_ptr<Image>> OpenImage(std::vector<std::shared_ptr<const ReadableFile>> lowers,

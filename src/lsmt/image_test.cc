@@ -144,6 +144,97 @@ TEST(Image, SealUpperMakesTheWritableLayerTheNextLower) {
   EXPECT_EQ(read_only->SealUpper().code(), Code::kNotSupported);
 }
 
+// An online snapshot's first step: the old upper stays as a frozen layer under a fresh one, read
+// from its live index, before it is sealed; then the rebuilt stack reads the sealed file.
+TEST(Image, StackedUnderKeepsTheOldUpperAsAFrozenLayer) {
+  RwDisks disks;
+  auto image = MustOpenImage({Vector("layer0.lsmt")}, MustCreateRw(disks, 64 << 20));
+  ASSERT_NE(image, nullptr);
+  const std::vector<uint8_t> a = MakeData(1, 8192), b = MakeData(2, 4096);
+  ASSERT_TRUE(image->Write(4096, a).ok());
+  ASSERT_TRUE(image->Discard(1 << 20, 8192).ok());
+  std::vector<uint8_t> before(2 << 20);
+  ASSERT_TRUE(image->ReadAt(0, before).ok());
+
+  RwDisks next;
+  auto stacked = image->StackedUnder(std::shared_ptr<RwLayer>(MustCreateRw(next, 64 << 20)));
+  ASSERT_TRUE(stacked.ok()) << stacked.status().ToString();
+  Image& top = **stacked;
+  EXPECT_EQ(top.layer_count(), 3u);
+  EXPECT_TRUE(top.writable());
+  EXPECT_EQ(top.upper().get(), top.upper().get());
+  EXPECT_NE(top.upper(), image->upper());
+  ExpectSameContent(*image, top);
+  // New writes land in the fresh upper only; the frozen layer still serves what it held.
+  ASSERT_TRUE(top.Write(8192, b).ok());
+  std::vector<uint8_t> expected = before;
+  std::copy(b.begin(), b.end(), expected.begin() + 8192);
+  std::vector<uint8_t> got(2 << 20);
+  ASSERT_TRUE(top.ReadAt(0, got).ok());
+  EXPECT_EQ(got, expected);
+  ASSERT_TRUE(image->ReadAt(0, got).ok());
+  EXPECT_EQ(got, before);
+  // Tags: 0 = fresh upper, 1 = frozen, 2 = layer0.
+  bool saw_frozen = false, saw_fresh = false;
+  for (const Segment& s : top.SegmentsIn(0, 4096)) {
+    saw_fresh |= s.tag == 0;
+    saw_frozen |= s.tag == 1;
+    EXPECT_LE(s.tag, 2);
+  }
+  EXPECT_TRUE(saw_fresh);
+  EXPECT_TRUE(saw_frozen);
+  // Sealing the frozen layer keeps its reads, and the rebuilt stack serves the same bytes.
+  ASSERT_TRUE(image->SealUpper().ok());
+  ASSERT_TRUE(top.ReadAt(0, got).ok());
+  EXPECT_EQ(got, expected);
+  auto rebuilt = OpenStack({LowerLayer{Vector("layer0.lsmt")}, LowerLayer{disks.DataFile()}}, top.upper());
+  ASSERT_TRUE(rebuilt.ok()) << rebuilt.status().ToString();
+  ExpectSameContent(top, **rebuilt);
+  ASSERT_TRUE(top.Flush().ok());  // a frozen, sealed layer syncs as a no-op
+}
+
+TEST(Image, StackedUnderARawImageOrAStackWithoutUpper) {
+  auto image = MustOpenImage({Vector("layer0.lsmt")});
+  RwDisks next;
+  auto stacked = image->StackedUnder(std::shared_ptr<RwLayer>(MustCreateRw(next, 64 << 20)));
+  ASSERT_TRUE(stacked.ok());
+  EXPECT_EQ((*stacked)->layer_count(), 2u);
+  ExpectSameContent(*image, **stacked);
+  EXPECT_EQ(image->StackedUnder(nullptr).status().code(), Code::kInvalidArgument);
+}
+
+TEST(Image, ResizeGrowsTheUpperAndReopenedSeesIt) {
+  RwDisks disks;
+  auto image = MustOpenImage({Vector("layer0.lsmt")}, MustCreateRw(disks, 64 << 20));
+  ASSERT_NE(image, nullptr);
+  const std::vector<uint8_t> a = MakeData(3, 4096);
+  EXPECT_EQ(image->Write(64 << 20, a).code(), Code::kOutOfRange);
+  std::shared_ptr<RwLayer> upper = image->upper();
+  EXPECT_EQ(upper->Resize(100).code(), Code::kInvalidArgument);
+  EXPECT_EQ(upper->Resize(0).code(), Code::kInvalidArgument);
+  ASSERT_TRUE(upper->Resize(96 << 20).ok());
+  EXPECT_EQ(image->Size(), 64u << 20);  // an image keeps the size it was made with
+  std::unique_ptr<Image> grown = image->Reopened();
+  EXPECT_EQ(grown->Size(), 96u << 20);
+  ASSERT_TRUE(grown->Write(64 << 20, a).ok());
+  std::vector<uint8_t> got(4096);
+  ASSERT_TRUE(grown->ReadAt(64 << 20, got).ok());
+  EXPECT_EQ(got, a);
+  ASSERT_TRUE(grown->ReadAt(90 << 20, got).ok());
+  EXPECT_EQ(got, std::vector<uint8_t>(4096, 0));
+  ASSERT_TRUE(grown->Flush().ok());
+  // Durable: a reopen of the files reads the new size from the index header; a seal keeps it.
+  auto reopened = MustOpenRw(disks);
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_EQ(reopened->VirtualSize(), 96u << 20);
+  EXPECT_EQ(reopened->meta().virtual_size, 96u << 20);
+  ASSERT_TRUE(reopened->Seal().ok());
+  EXPECT_EQ(reopened->Resize(128 << 20).code(), Code::kInvalidArgument);
+  auto sealed = ReadLayerInfo(*disks.DataFile());
+  ASSERT_TRUE(sealed.ok()) << sealed.status().ToString();
+  EXPECT_EQ(sealed->trailer.virtual_size, 96u << 20);
+}
+
 TEST(Image, RwLayerWithoutSizeTakesTheLowerSize) {
   RwDisks disks;
   MustCreateRw(disks, 4096);

@@ -17,6 +17,7 @@
 // (the in-memory index has them). The destructor syncs what is pending; a very long run of writes
 // without Sync() syncs by itself every kMaxPendingRecords records.
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -58,6 +59,7 @@ class RwLayerImpl final : public RwLayer {
         index_file_(std::move(index)),
         data_meta_(std::move(state.data_meta)),
         index_meta_(std::move(state.index_meta)),
+        virtual_size_(index_meta_.virtual_size),
         live_(std::move(state.live)),
         data_eof_(state.data_eof),
         index_eof_(state.index_eof) {}
@@ -74,7 +76,8 @@ class RwLayerImpl final : public RwLayer {
   std::vector<Segment> Segments() const override;
   std::vector<Segment> Lookup(uint64_t offset, uint64_t length) const override;
   const HeaderTrailer& meta() const override { return data_meta_; }
-  uint64_t VirtualSize() const override { return index_meta_.virtual_size; }
+  uint64_t VirtualSize() const override { return virtual_size_.load(std::memory_order_acquire); }
+  Status Resize(uint64_t virtual_size) override;
   const ReadableFile& data_file() const override { return *data_; }
 
  private:
@@ -85,8 +88,9 @@ class RwLayerImpl final : public RwLayer {
 
   std::unique_ptr<RandomRWFile> data_;
   std::unique_ptr<RandomRWFile> index_file_;
-  const HeaderTrailer data_meta_;
-  const HeaderTrailer index_meta_;
+  HeaderTrailer data_meta_;   // written only by Resize, under write_mu_
+  HeaderTrailer index_meta_;  // likewise
+  std::atomic<uint64_t> virtual_size_;  // index_meta_.virtual_size, for readers without a lock
 
   std::mutex write_mu_;
   mutable std::shared_mutex index_mu_;
@@ -226,6 +230,27 @@ Status RwLayerImpl::Seal() {
                            .WithContext(data_->Name()));
   OVBD_RETURN_IF_ERROR(data_->Sync().WithContext(data_->Name()));
   sealed_ = true;
+  return Status::OK();
+}
+
+Status RwLayerImpl::Resize(uint64_t virtual_size) {
+  std::lock_guard lock(write_mu_);
+  if (sealed_) return Status::InvalidArgument(data_->Name() + ": resize of a sealed layer");
+  if (virtual_size == 0 || !IsAligned(virtual_size, kSectorSize) || virtual_size / kSectorSize > kMaxOffset) {
+    return Status::InvalidArgument(data_->Name() + ": virtual size " + std::to_string(virtual_size) +
+                                   " must be a positive multiple of 512 below 2^59 bytes");
+  }
+  HeaderTrailer data_meta = data_meta_;
+  HeaderTrailer index_meta = index_meta_;
+  data_meta.virtual_size = index_meta.virtual_size = virtual_size;
+  OVBD_RETURN_IF_ERROR(SyncLocked());
+  OVBD_RETURN_IF_ERROR(data_->WriteAt(0, EncodeHeaderTrailer(data_meta)).WithContext(data_->Name()));
+  OVBD_RETURN_IF_ERROR(data_->Sync().WithContext(data_->Name()));
+  OVBD_RETURN_IF_ERROR(index_file_->WriteAt(0, EncodeHeaderTrailer(index_meta)).WithContext(index_file_->Name()));
+  OVBD_RETURN_IF_ERROR(index_file_->Sync().WithContext(index_file_->Name()));
+  data_meta_ = data_meta;
+  index_meta_ = index_meta;
+  virtual_size_.store(virtual_size, std::memory_order_release);
   return Status::OK();
 }
 
