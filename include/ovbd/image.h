@@ -78,9 +78,19 @@ struct DownloadConfig {
   unsigned max_mbps = 0;  // "maxMBps": MiB/s, 0 = unlimited
 };
 
+// ovbdPendingSnapshot: an online snapshot that had begun when the manifest was saved (its new
+// upper created, the old one perhaps sealed). Opening the manifest finishes it
+// (docs/lifecycle.md): the old upper, sealed, becomes the newest lower with `checkpoint`, and
+// `upper` the writable layer.
+struct PendingSnapshot {
+  Checkpoint checkpoint;
+  UpperPaths upper;
+};
+
 struct ImageConfig {
   std::vector<LowerSpec> lowers;    // bottom first
   std::optional<UpperPaths> upper;
+  std::optional<PendingSnapshot> pending_snapshot;
   std::string result_file;          // "" = none
   std::string repo_blob_url;        // "http[s]://host/v2/<repo>/blobs" or ""
   std::string record_trace_path;    // recordTracePath (resolved) or ""

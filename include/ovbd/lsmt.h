@@ -157,6 +157,12 @@ Result<std::unique_ptr<RwLayer>> CreateRwLayer(std::unique_ptr<RandomRWFile> dat
                                                const CreateOptions& options);
 Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
                                              std::unique_ptr<RandomRWFile> index);
+// Whether `data` was sealed from the layer whose index file is `index`: it ends with a valid
+// index and trailer, and that index equals the records replayed from `index`, so reading it as
+// a read-only blob serves exactly what the writable layer held. False when a seal never
+// finished, and when the data merely ends with bytes that look like a trailer (written data
+// cannot forge the index file). Errors: the files are not a writable layer's.
+Result<bool> IsSealedFrom(const ReadableFile& data, const ReadableFile& index);
 
 // ---- Merged index -----------------------------------------------------------------------------
 

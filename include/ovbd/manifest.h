@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "ovbd/image.h"
 #include "ovbd/status.h"
 
@@ -43,17 +45,23 @@ class Manifest {
   // (nullopt: read-only image). Every other key is kept as it was. InvalidArgument for an
   // existing index out of range, a new entry without a file, more than 255 lowers, or two lowers
   // with the same checkpoint name.
+  // A completed operation: any ovbdPendingSnapshot is dropped.
   Result<Manifest> WithStack(const std::vector<StackEntry>& lowers, const std::optional<UpperPaths>& upper) const;
+  // The manifest with ovbdPendingSnapshot set (or removed: nullopt), the stack unchanged.
+  Result<Manifest> WithPendingSnapshot(const std::optional<PendingSnapshot>& pending) const;
   // Writes the manifest durably: a crash leaves the previous text or this one at path(), never a
   // mix, and a reader opening path() after Save returned sees this one.
   Status Save() const;
   std::string Text() const;  // the JSON text Save writes
 
-  // Files in dir() named like NewLayerName() and not named by this manifest (lowers, upper).
+  // Files in dir() named like NewLayerName() and not named by this manifest (lowers, upper, a
+  // pending snapshot's upper), and a stale temporary manifest.
   Result<std::vector<std::string>> Leftovers() const;
 
  private:
   Manifest() = default;
+  // The manifest whose JSON document is `root` (checked by the parser's rules).
+  Result<Manifest> WithRoot(const nlohmann::ordered_json& root) const;
   std::string path_;
   std::string dir_;
   std::string text_;  // the JSON document as it will be written

@@ -17,13 +17,19 @@
 // forks. Start blocks every signal in the threads it starts: a serving thread that waits for
 // SIGTERM with sigwait gets it.
 //
-// Thread safety: device() is served from any number of threads. Control, StatusJson and Flush
-// may be called from any thread, concurrently with serving; Control requests are serialized by
-// the volume (the lock later stack operations take). Open, Start and Stop are called by the
-// owner, one at a time.
+// Online operations (docs/lifecycle.md): snapshot, merge, replace and resize change the stack
+// while it is served. device() is a SwitchableDevice: each change builds the next stack, then
+// swaps it in with writes paused for the swap only; the manifest (config.v1.json) is rewritten
+// atomically so that a crash at any instant reopens the old stack or the new one.
+//
+// Thread safety: device() is served from any number of threads. Control, StatusJson, Flush and
+// the operations may be called from any thread, concurrently with serving; stack changes are
+// serialized by the volume. Open, Start and Stop are called by the owner, one at a time.
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <thread>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -36,7 +42,10 @@
 #include "ovbd/block_device.h"
 #include "ovbd/image.h"
 #include "ovbd/io.h"
+#include "ovbd/manifest.h"
 #include "ovbd/status.h"
+#include "ovbd/switchable_device.h"
+#include "ovbd/zfile.h"
 
 namespace ovbd::volume {
 
@@ -99,11 +108,21 @@ std::vector<LayerRef> RefsFromConfig(const image::ImageConfig& config);
 
 class Lowers;  // src/volume/lowers.h
 
+// The online operations (docs/lifecycle.md). A layer is named by its index (bottom = 0) or by
+// its checkpoint name.
+struct MergeRequest {
+  std::string from, to;  // inclusive; at least two layers
+  std::optional<zfile::Options> zfile;  // compress the merged layer
+  bool keep = false;  // leave the merged layers' files (default: removed once the swap is durable)
+};
+
 class Volume {
  public:
   // Opens every lower (bottom first; registry layers through the cache, in parallel threads
   // that end before Open returns), the upper and the device. With a config, its resultFile gets
   // "success" or "failed:<reason>" (if options.report_result). Errors name the layer or file.
+  // A writable open of a config (the manifest) first finishes a snapshot that a crash
+  // interrupted and removes the leftovers of interrupted operations (notes() says what).
   static Result<std::unique_ptr<Volume>> Open(const VolumeSpec& spec, const VolumeOptions& options);
   ~Volume();
   Volume(const Volume&) = delete;
@@ -111,13 +130,19 @@ class Volume {
 
   // Starts the background work (see above). Idempotent; a no-op after Stop.
   Status Start();
-  // Stops the background work and saves a recorded trace (its error is returned). Idempotent.
+  // Stops the background work (a running merge is cancelled) and saves a recorded trace (its
+  // error is returned). Idempotent.
   Status Stop();
 
-  // What frontends export. Never null.
+  // Cancels a running merge or replace (its caller gets an error) and waits for its thread;
+  // what a frontend calls before it stops answering control requests. Stop calls it too.
+  void CancelJob();
+
+  // What frontends export: the device of the current stack, switched under the clients by
+  // online operations. Never null.
   const std::shared_ptr<BlockDevice>& device() const { return device_; }
-  // The merged image as a file (readers such as cat).
-  std::shared_ptr<const ReadableFile> image() const { return image_; }
+  // The current stack as a file (readers such as cat).
+  std::shared_ptr<const ReadableFile> image() const;
   bool writable() const;
   // Makes every completed write durable; OK and nothing to do when the device is read-only.
   Status Flush();
@@ -125,29 +150,74 @@ class Volume {
   // Bottom first, as named (paths as given, registry references), and the upper's data file
   // ("" = none): for status and the attach state.
   std::vector<std::string> layer_names() const;
-  const std::string& upper_data() const { return upper_data_; }
-  // Set when opened from a config.
-  const std::optional<image::ImageConfig>& config() const { return config_; }
+  std::string upper_data() const;
+  // The manifest's current content, when opened from a config.
+  std::optional<image::ImageConfig> config() const;
+  // What Open found and did (a finished snapshot, removed leftovers), for the frontend to report.
+  const std::vector<std::string>& notes() const { return notes_; }
 
-  // {"device", "layers", "upper", "io", "cache", "remote_layers", ...}: the volume's part of
-  // `ovbd ctl status`.
+  // ---- online operations: each needs a config (the manifest) and changes it durably ----
+  // The writable layer becomes the newest lower (sealed in place), named `name` ("" = a
+  // timestamp), and a fresh one continues on top. Writes wait only for an O(1) swap.
+  Result<nlohmann::ordered_json> Snapshot(const std::string& name);
+  // Merges lowers from..to into one new layer in the background, then swaps it in. Returns
+  // the job's status at once; WaitJob waits for its end.
+  Result<nlohmann::ordered_json> StartMerge(const MergeRequest& request);
+  // Replaces a lower by `file` once their content is checked identical (in the background).
+  Result<nlohmann::ordered_json> StartReplace(const std::string& layer, const std::string& file);
+  // The last job's outcome once it ended (its error, or its result).
+  Result<nlohmann::ordered_json> WaitJob();
+  // Sets the virtual size: growing always works, shrinking only if no data lies past the new
+  // end. Frontends learn it through OnResize.
+  Result<nlohmann::ordered_json> Resize(uint64_t size);
+  // Called (from the resizing thread) with the new size after every resize.
+  void OnResize(std::function<void(uint64_t)> listener);
+
+  // {"device", "layers", "upper", "io", "cache", "remote_layers", "manifest", "job", ...}: the
+  // volume's part of `ovbd ctl status`.
   nlohmann::ordered_json StatusJson() const;
-  // A control request {"command": NAME, ...}: "status" (StatusJson) and "flush" ({"flushed":
-  // false} on a read-only device). The reply object, or the error (an unknown command is
-  // InvalidArgument naming the known ones).
+  // A control request {"command": NAME, ...}: status, flush, snapshot {name}, merge {from, to,
+  // zfile, keep, wait}, replace {layer, file, wait}, job {wait}, resize {size}. The reply
+  // object, or the error (an unknown command is InvalidArgument naming the known ones).
+  // Thread-safe; a waiting merge blocks only its own caller.
   Result<nlohmann::json> Control(const nlohmann::json& request);
 
  private:
+  struct StackLayer;
+  struct Job;
   Volume();
   Status OpenStack(std::vector<LayerRef> refs, const std::string& config_trace, const image::DownloadConfig& download,
                    const std::optional<image::UpperPaths>& upper, const VolumeOptions& options);
+  Status PrepareManifest(const std::string& path, const VolumeOptions& options);
+  Status CheckStackOp(const char* op) const;  // needs op_mu_
+  Result<size_t> LayerIndex(const std::string& selector) const;  // needs op_mu_
+  Result<nlohmann::ordered_json> StartJob(const std::string& op, size_t from, size_t to,
+                                          std::function<Result<nlohmann::ordered_json>(Job&)> work);
+  Result<nlohmann::ordered_json> RunMerge(Job& job, const MergeRequest& request);
+  Result<nlohmann::ordered_json> RunReplace(Job& job, const std::string& file);
+  // Swaps lowers job.from..job.to for `replacement` (under op_mu_): image, manifest, device.
+  Status SwapLowers(const Job& job, StackLayer replacement);
+  nlohmann::ordered_json StackJson() const;  // needs state_mu_
+  nlohmann::ordered_json JobJson() const;
 
   std::unique_ptr<Lowers> lowers_;
+  std::shared_ptr<SwitchableDevice> switch_;
+  std::shared_ptr<BlockDevice> device_;  // switch_
+  ImageDeviceOptions device_options_;
+  std::vector<std::string> notes_;
+
+  std::mutex op_mu_;             // one stack change at a time (snapshot, swap, resize)
+  mutable std::mutex state_mu_;  // guards what status reads: the fields below
   std::shared_ptr<lsmt::Image> image_;
-  std::shared_ptr<BlockDevice> device_;
-  std::optional<image::ImageConfig> config_;
-  std::string upper_data_;
-  std::mutex control_mu_;  // one control operation at a time (later: stack swaps)
+  std::vector<StackLayer> stack_;  // bottom first, as image_ stacks them
+  std::optional<image::Manifest> manifest_;
+  std::optional<image::UpperPaths> upper_;
+  std::string unfinished_;  // set when a snapshot failed half-way: stack ops are refused
+  uint64_t snapshots_ = 0;
+  double last_pause_ms_ = 0;
+  std::vector<std::function<void(uint64_t)>> resize_listeners_;
+  std::shared_ptr<Job> job_;  // the last job; one runs at a time
+  std::thread job_thread_;
 };
 
 }  // namespace ovbd::volume

@@ -136,6 +136,22 @@ Result<std::optional<UpperPaths>> ParseUpper(const json& root, const std::string
   return std::optional<UpperPaths>(std::move(upper));
 }
 
+// ovbdPendingSnapshot = {"checkpoint": {...}, "upper": {"data", "index"}}: a snapshot that had
+// begun when the manifest was saved (docs/lifecycle.md); the next open finishes it.
+Result<std::optional<PendingSnapshot>> ParsePendingSnapshot(const json& root, const std::string& base_dir) {
+  auto it = root.find("ovbdPendingSnapshot");
+  if (it == root.end() || it->is_null()) return std::optional<PendingSnapshot>();
+  if (!it->is_object()) return Status::InvalidArgument("ovbdPendingSnapshot: expected an object");
+  PendingSnapshot p;
+  OVBD_ASSIGN_OR_RETURN(auto checkpoint, ParseCheckpoint(*it, "ovbdPendingSnapshot.checkpoint"));
+  if (!checkpoint) return Status::InvalidArgument("ovbdPendingSnapshot.checkpoint: required");
+  p.checkpoint = std::move(*checkpoint);
+  OVBD_ASSIGN_OR_RETURN(auto upper, ParseUpper(*it, base_dir));
+  if (!upper) return Status::InvalidArgument("ovbdPendingSnapshot.upper: required");
+  p.upper = std::move(*upper);
+  return std::optional<PendingSnapshot>(std::move(p));
+}
+
 Result<json> ParseJson(std::string_view text) {
   try {
     return json::parse(text);
@@ -189,6 +205,17 @@ Result<ImageConfig> ParseImageConfig(std::string_view text, const std::string& b
   OVBD_ASSIGN_OR_RETURN(std::string trace, OptionalString(root, "recordTracePath", "recordTracePath"));
   config.record_trace_path = Resolve(trace, base_dir);
   OVBD_ASSIGN_OR_RETURN(config.download, ParseDownload(root));
+  OVBD_ASSIGN_OR_RETURN(config.pending_snapshot, ParsePendingSnapshot(root, base_dir));
+  if (config.pending_snapshot) {
+    if (!config.upper) return Status::InvalidArgument("ovbdPendingSnapshot: the config has no upper to snapshot");
+    for (size_t i = 0; i < config.lowers.size(); i++) {
+      const auto& c = config.lowers[i].checkpoint;
+      if (c && c->name == config.pending_snapshot->checkpoint.name) {
+        return Status::InvalidArgument("ovbdPendingSnapshot.checkpoint.name: '" + c->name + "' is also lowers[" +
+                                       std::to_string(i) + "]'s");
+      }
+    }
+  }
   if (config.HasRemoteLowers() && config.repo_blob_url.empty()) {
     return Status::InvalidArgument("repoBlobUrl: required when a lower has a \"digest\" and no \"file\"");
   }

@@ -95,6 +95,22 @@ Result<Manifest> Manifest::WithStack(const std::vector<StackEntry>& lowers,
   } else {
     root.erase("upper");
   }
+  root.erase("ovbdPendingSnapshot");
+  return WithRoot(root);
+}
+
+Result<Manifest> Manifest::WithPendingSnapshot(const std::optional<PendingSnapshot>& pending) const {
+  OVBD_ASSIGN_OR_RETURN(ordered_json root, ParseDocument(text_, path_));
+  if (pending) {
+    root["ovbdPendingSnapshot"] = {{"checkpoint", CheckpointJson(pending->checkpoint)},
+                                   {"upper", {{"data", pending->upper.data}, {"index", pending->upper.index}}}};
+  } else {
+    root.erase("ovbdPendingSnapshot");
+  }
+  return WithRoot(root);
+}
+
+Result<Manifest> Manifest::WithRoot(const ordered_json& root) const {
   Manifest next;
   next.path_ = path_;
   next.dir_ = dir_;
@@ -121,9 +137,11 @@ Result<std::vector<std::string>> Manifest::Leftovers() const {
   for (const auto& l : config_.lowers) {
     if (!l.file.empty()) named.push_back(Canonical(l.file));
   }
-  if (config_.upper) {
-    named.push_back(Canonical(config_.upper->data));
-    named.push_back(Canonical(config_.upper->index));
+  for (const auto* u : {config_.upper ? &*config_.upper : nullptr,
+                        config_.pending_snapshot ? &config_.pending_snapshot->upper : nullptr}) {
+    if (u == nullptr) continue;
+    named.push_back(Canonical(u->data));
+    named.push_back(Canonical(u->index));
   }
   DIR* d = opendir(dir_.c_str());
   if (d == nullptr) return Status::FromErrno(errno, "manifest directory " + dir_);

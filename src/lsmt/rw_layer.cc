@@ -415,6 +415,27 @@ Result<std::unique_ptr<RwLayer>> CreateRwLayer(std::unique_ptr<RandomRWFile> dat
   return std::unique_ptr<RwLayer>(new RwLayerImpl(std::move(data), std::move(index), std::move(state)));
 }
 
+Result<bool> IsSealedFrom(const ReadableFile& data, const ReadableFile& index) {
+  OpenState state;
+  OVBD_ASSIGN_OR_RETURN(state.data_meta, ReadHeader(data));
+  OVBD_RETURN_IF_ERROR(CheckDataHeader(data, state.data_meta));
+  OVBD_ASSIGN_OR_RETURN(state.index_meta, ReadHeader(index));
+  OVBD_RETURN_IF_ERROR(CheckIndexHeader(index, state.index_meta));
+  OVBD_RETURN_IF_ERROR(ReplayIndex(index, data.Size(), &state));
+  auto info = ReadLayerInfo(data);
+  if (!info.ok()) return false;  // no trailer: the seal never finished
+  const std::vector<Segment> live = state.live.All();
+  if (info->segments.size() != live.size()) return false;
+  for (size_t i = 0; i < live.size(); i++) {
+    const Segment& a = info->segments[i];
+    const Segment& b = live[i];
+    if (a.offset != b.offset || a.length != b.length || a.zeroed != b.zeroed || (!a.zeroed && a.moffset != b.moffset)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 Result<std::unique_ptr<RwLayer>> OpenRwLayer(std::unique_ptr<RandomRWFile> data,
                                              std::unique_ptr<RandomRWFile> index) {
   if (!data || !index) return Status::InvalidArgument("OpenRwLayer: null file");

@@ -68,9 +68,10 @@ TEST(Volume, ControlAnswersStatusAndFlushAndNamesTheKnownCommands) {
   EXPECT_EQ((*status)["upper"], dir.Join("up.data"));
   EXPECT_TRUE((*status)["io"].contains("flushes"));
   EXPECT_TRUE((*status)["remote_layers"].empty());
-  auto unknown = (*v)->Control({{"command", "resize"}});
+  auto unknown = (*v)->Control({{"command", "defragment"}});
   EXPECT_EQ(unknown.status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(unknown.status().message(), "unknown command 'resize' (known: status, flush)");
+  EXPECT_EQ(unknown.status().message(),
+            "unknown command 'defragment' (known: status, flush, snapshot, merge, replace, job, resize)");
 }
 
 TEST(Volume, ReadOnlyOptionFlushesNothing) {
