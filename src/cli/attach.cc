@@ -44,7 +44,8 @@ std::string ReadyJson(const AttachReady& r) {
   nlohmann::ordered_json j = {{"device", r.device.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.device)},
                               {"file", r.file},
                               {"pid", r.pid},
-                              {"run_dir", r.run_dir}};
+                              {"run_dir", r.run_dir},
+                              {"control", r.control}};
   if (!r.device.empty()) {
     j["block_size"] = r.block_size;
     j["direct_io"] = r.direct_io;
@@ -141,7 +142,7 @@ Status Parent(const AttachArgs& a, pid_t child, int ready_fd) {
 Status RunAttach(const AttachArgs& a) {
   OVBD_ASSIGN_OR_RETURN(std::unique_ptr<volume::Volume> v, OpenVolume(a.image));
   // Paths become absolute now: the background process runs in "/".
-  AttachedImage img{v->device(), v->layer_names(), v->upper_data()};
+  AttachedImage img{v->device(), v.get(), v->layer_names(), v->upper_data()};
   for (std::string& p : img.layers) {
     if (p.find("://") == std::string::npos) p = fuse::AbsolutePath(p);
   }

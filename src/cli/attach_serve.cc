@@ -10,6 +10,7 @@
 #include <memory>
 #include <thread>
 
+#include "export/control/control_server.h"
 #include "export/fuse/attach_state.h"
 #include "export/fuse/fuse_export.h"
 #include "export/fuse/loop_device.h"
@@ -33,11 +34,15 @@ struct Attached {
   bool own_mountpoint = false;  // run dir/mnt, ours to remove
   std::unique_ptr<fuse::FuseExport> exported;
   std::unique_ptr<fuse::LoopDevice> loop;
+  std::unique_ptr<control::ControlServer> control;  // stopped first: its requests use the rest
 
   ~Attached() {
+    control.reset();
     loop.reset();
     exported.reset();
-    if (!run_dir.empty()) fuse::RemoveRunDirEntries(run_dir, {fuse::kStateFile, own_mountpoint ? fuse::kMountDir : ""});
+    if (!run_dir.empty()) {
+      fuse::RemoveRunDirEntries(run_dir, {fuse::kStateFile, fuse::kControlFile, own_mountpoint ? fuse::kMountDir : ""});
+    }
   }
 };
 
@@ -52,6 +57,31 @@ Result<std::string> PrepareMountpoint(const AttachOptions& o, Attached* a) {
 std::vector<std::string> AbsolutePaths(std::vector<std::string> paths) {
   for (std::string& p : paths) p = fuse::AbsolutePath(p);
   return paths;
+}
+
+// The control socket: the volume's requests; a resize also grows the FUSE file and the loop
+// device (what `losetup -c` would do), so `resize2fs` on the device works at once.
+Status StartControl(const AttachedImage& img, Attached* a, AttachReady* ready) {
+  volume::Volume* v = img.volume;
+  v->OnResize([a](uint64_t size) {
+    Status s = a->exported->SetSize(size);
+    if (s.ok() && a->loop) s = a->loop->SetCapacity();
+    if (!s.ok()) std::fprintf(stderr, "ovbd attach: resize to %llu: %s\n", static_cast<unsigned long long>(size),
+                              s.ToString().c_str());
+  });
+  ready->control = a->run_dir + "/" + fuse::kControlFile;
+  auto handler = [v, ready_copy = *ready](const nlohmann::json& request) -> nlohmann::json {
+    Result<nlohmann::json> reply = v->Control(request);
+    if (!reply.ok()) return {{"ok", false}, {"error", reply.status().message()}};
+    nlohmann::json j = std::move(reply).value();
+    if (request.value("command", std::string()) == "status") {
+      j["attach"] = {{"device", ready_copy.device}, {"file", ready_copy.file}, {"pid", ready_copy.pid}};
+    }
+    j["ok"] = true;
+    return j;
+  };
+  OVBD_ASSIGN_OR_RETURN(a->control, control::ControlServer::Start(ready->control, handler));
+  return Status::OK();
 }
 
 Status SetUp(const AttachedImage& img, const AttachOptions& o, Attached* a, AttachReady* ready) {
@@ -71,6 +101,7 @@ Status SetUp(const AttachedImage& img, const AttachOptions& o, Attached* a, Atta
   }
   ready->run_dir = a->run_dir;
   ready->pid = ::getpid();
+  if (img.volume != nullptr) OVBD_RETURN_IF_ERROR(StartControl(img, a, ready));
   fuse::AttachState state{ready->pid,
                           0,
                           ready->file,
@@ -118,6 +149,8 @@ Status ServeAttached(const AttachedImage& img, const AttachOptions& options,
   OVBD_RETURN_IF_ERROR(SetUp(img, options, &a, &info));
   ready(info);
   WaitSignal(set);
+  if (img.volume != nullptr) img.volume->CancelJob();
+  a.control.reset();
   Status stopped = Stop(&a, set);
   (void)fuse::WriteResult(a.run_dir, stopped);
   struct stat st {};
@@ -127,7 +160,7 @@ Status ServeAttached(const AttachedImage& img, const AttachOptions& options,
   }
   a.loop.reset();
   a.exported.reset();
-  fuse::RemoveRunDirEntries(a.run_dir, {fuse::kStateFile, a.own_mountpoint ? fuse::kMountDir : ""});
+  fuse::RemoveRunDirEntries(a.run_dir, {fuse::kStateFile, fuse::kControlFile, a.own_mountpoint ? fuse::kMountDir : ""});
   a.run_dir.clear();
   return stopped;
 }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "ovbd/block_device.h"
+#include "ovbd/volume.h"
 #include "ovbd/status.h"
 
 namespace ovbd::cli {
@@ -24,6 +25,8 @@ namespace ovbd::cli {
 // What is attached: the volume's device, and what the state file says it is made of.
 struct AttachedImage {
   std::shared_ptr<BlockDevice> device;
+  // Answers the control socket (run dir/control) and tells the export of resizes; may be null.
+  volume::Volume* volume = nullptr;
   std::vector<std::string> layers;  // bottom first, as named
   std::string upper;                // upper data file, "" = none
 };
@@ -38,6 +41,7 @@ struct AttachReady {
   std::string device;  // "/dev/loopN", "" with --fuse-only
   std::string file;    // the exported file
   std::string run_dir;
+  std::string control;  // the control socket ("" without a volume)
   int pid = 0;
   bool direct_io = false;
   uint32_t block_size = 0;

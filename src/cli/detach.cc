@@ -58,7 +58,7 @@ Result<Located> Locate(const std::string& target) {
 }
 
 std::vector<std::string> RunDirNames(const Located& at) {
-  std::vector<std::string> names = {fuse::kStateFile, fuse::kResultFile, fuse::kDetachingFile};
+  std::vector<std::string> names = {fuse::kStateFile, fuse::kResultFile, fuse::kDetachingFile, fuse::kControlFile};
   if (at.state.mountpoint == at.run_dir + "/" + fuse::kMountDir) names.push_back(fuse::kMountDir);
   return names;
 }

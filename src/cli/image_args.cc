@@ -1,5 +1,7 @@
 #include "cli/image_args.h"
 
+#include <iostream>
+
 namespace ovbd::cli {
 
 void AddImageArgs(CLI::App* cmd, ImageArgs* args, bool serving) {
@@ -31,7 +33,9 @@ Result<std::unique_ptr<volume::Volume>> OpenVolume(const ImageArgs& args) {
   volume::VolumeOptions options = ToVolumeOptions(args.lazy);
   options.read_only = args.read_only;
   options.report_result = args.report_result;
-  return volume::Volume::Open(spec, options);
+  OVBD_ASSIGN_OR_RETURN(auto v, volume::Volume::Open(spec, options));
+  for (const std::string& note : v->notes()) std::cerr << "ovbd: " << args.config << ": " << note << std::endl;
+  return v;
 }
 
 }  // namespace ovbd::cli

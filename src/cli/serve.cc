@@ -296,6 +296,7 @@ Status RunServe(const ServeArgs& a) {
   Status run = server->Run();
   pthread_kill(signals.native_handle(), SIGTERM);  // wake sigwait if the server stopped on its own
   signals.join();
+  v->CancelJob();  // a merge waited for by a control client ends first
   control.reset();
   Status flushed = v->Flush();
   Status finished = v->Stop();

@@ -50,6 +50,17 @@ std::string Canonical(const std::string& path) {
   return ec ? path : p.string();
 }
 
+// A path in `dir` is written relative to it (the manifest's own relative paths resolve against
+// its directory), so an image directory can be moved whole.
+std::string InDir(const std::string& path, const std::string& dir) {
+  const std::string prefix = dir + "/";
+  if (path.size() > prefix.size() && path.compare(0, prefix.size(), prefix) == 0 &&
+      path.find('/', prefix.size()) == std::string::npos) {
+    return path.substr(prefix.size());
+  }
+  return path;
+}
+
 }  // namespace
 
 Result<Manifest> Manifest::Load(const std::string& path) {
@@ -82,15 +93,15 @@ Result<Manifest> Manifest::WithStack(const std::vector<StackEntry>& lowers,
       continue;
     }
     if (e.file.empty()) return Status::InvalidArgument(path_ + ": new lowers[" + std::to_string(i) + "] has no file");
-    ordered_json lower = {{"file", e.file}};
+    ordered_json lower = {{"file", InDir(e.file, dir_)}};
     if (e.checkpoint) lower["checkpoint"] = CheckpointJson(*e.checkpoint);
     out.push_back(std::move(lower));
   }
   root["lowers"] = std::move(out);
   if (upper) {
     ordered_json u = root.contains("upper") && root["upper"].is_object() ? root["upper"] : ordered_json::object();
-    u["data"] = upper->data;
-    u["index"] = upper->index;
+    u["data"] = InDir(upper->data, dir_);
+    u["index"] = InDir(upper->index, dir_);
     root["upper"] = std::move(u);
   } else {
     root.erase("upper");
@@ -103,7 +114,7 @@ Result<Manifest> Manifest::WithPendingSnapshot(const std::optional<PendingSnapsh
   OVBD_ASSIGN_OR_RETURN(ordered_json root, ParseDocument(text_, path_));
   if (pending) {
     root["ovbdPendingSnapshot"] = {{"checkpoint", CheckpointJson(pending->checkpoint)},
-                                   {"upper", {{"data", pending->upper.data}, {"index", pending->upper.index}}}};
+                                   {"upper", {{"data", InDir(pending->upper.data, dir_)}, {"index", InDir(pending->upper.index, dir_)}}}};
   } else {
     root.erase("ovbdPendingSnapshot");
   }

@@ -175,7 +175,7 @@ void RemoveStaleRunDirs() {
     if (!state.ok() || ProcessAlive(*state)) continue;
     ::umount2(state->mountpoint.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
     const bool own_mnt = state->mountpoint == dir + "/" + kMountDir;
-    RemoveRunDirEntries(dir, {kStateFile, kResultFile, kDetachingFile, own_mnt ? kMountDir : ""});
+    RemoveRunDirEntries(dir, {kStateFile, kResultFile, kDetachingFile, kControlFile, own_mnt ? kMountDir : ""});
   }
 }
 

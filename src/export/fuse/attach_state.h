@@ -37,6 +37,7 @@ inline constexpr const char* kStateFile = "state";
 inline constexpr const char* kResultFile = "result";
 inline constexpr const char* kDetachingFile = "detaching";
 inline constexpr const char* kMountDir = "mnt";
+inline constexpr const char* kControlFile = "control";  // the control socket (`ovbd ctl`)
 
 // $OVBD_RUN_DIR or /run/ovbd.
 std::string RunBaseDir();

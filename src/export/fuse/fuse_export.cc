@@ -187,6 +187,20 @@ FuseExport::~FuseExport() {
 const std::string& FuseExport::mountpoint() const { return state_->mountpoint; }
 const std::string& FuseExport::file_path() const { return state_->file_path; }
 bool FuseExport::read_only() const { return state_->fs.read_only; }
+Status FuseExport::SetSize(uint64_t size) {
+  state_->fs.size.store(size);
+  if (state_->ended.load()) return Status::OK();
+  const int rc = fuse_lowlevel_notify_inval_inode(state_->session, kFileIno, -1, 0);
+  if (rc != 0 && rc != -ENOENT) return Status::FromErrno(-rc, "FUSE attribute invalidation of " + file_path());
+  struct stat st {};
+  if (::stat(file_path().c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + file_path());
+  if (static_cast<uint64_t>(st.st_size) != size) {
+    return Status::IOError(file_path() + ": the kernel still sees " + std::to_string(st.st_size) + " bytes, not " +
+                           std::to_string(size));
+  }
+  return Status::OK();
+}
+
 bool FuseExport::Ended() const { return state_->ended.load(); }
 
 Status FuseExport::Shutdown() {

@@ -72,6 +72,10 @@ class FuseExport {
   void Abort();
   // True once the session has ended (for any reason).
   bool Ended() const;
+  // The file's new size after the device was resized (an online resize): the kernel's cached
+  // attributes are invalidated and read again, so the next stat, and a loop device's
+  // LOOP_SET_CAPACITY, see it.
+  Status SetSize(uint64_t size);
 
  private:
   struct State;

@@ -38,8 +38,9 @@ struct stat Attr(const FileSystem& fs, fuse_ino_t ino) {
   }
   st.st_mode = S_IFREG | (fs.read_only ? 0400 : 0600);
   st.st_nlink = 1;
-  st.st_size = static_cast<off_t>(fs.size);
-  st.st_blocks = static_cast<blkcnt_t>((fs.size + 511) / 512);
+  const uint64_t size = fs.size.load();
+  st.st_size = static_cast<off_t>(size);
+  st.st_blocks = static_cast<blkcnt_t>((size + 511) / 512);
   return st;
 }
 
@@ -55,8 +56,9 @@ void ReplyStatus(fuse_req_t req, const Status& s) { fuse_reply_err(req, s.ok() ?
 // The part of [off, off+len) inside the file: its length, 0 if it starts at or past the end.
 uint64_t Clip(const FileSystem& fs, off_t off, uint64_t len) {
   const auto start = static_cast<uint64_t>(off);
-  if (start >= fs.size) return 0;
-  return std::min<uint64_t>(len, fs.size - start);
+  const uint64_t size = fs.size.load();
+  if (start >= size) return 0;
+  return std::min<uint64_t>(len, size - start);
 }
 
 void Init(void* userdata, fuse_conn_info* conn) {
@@ -99,7 +101,7 @@ void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse
     return;
   }
   const bool resize = (to_set & FUSE_SET_ATTR_SIZE) != 0 &&
-                      (ino != kFileIno || static_cast<uint64_t>(attr->st_size) != fs.size);
+                      (ino != kFileIno || static_cast<uint64_t>(attr->st_size) != fs.size.load());
   if (resize || (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0) {
     fuse_reply_err(req, EPERM);
     return;
@@ -258,7 +260,7 @@ void StatFs(fuse_req_t req, fuse_ino_t) {
   const FileSystem& fs = Fs(req);
   struct statvfs sv {};
   sv.f_bsize = sv.f_frsize = kBlock;
-  sv.f_blocks = (fs.size + kBlock - 1) / kBlock;
+  sv.f_blocks = (fs.size.load() + kBlock - 1) / kBlock;
   sv.f_files = 2;
   sv.f_namemax = 255;
   fuse_reply_statfs(req, &sv);

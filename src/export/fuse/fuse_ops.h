@@ -33,7 +33,7 @@ struct Handle {
 // What the handlers need; passed to fuse_session_new() as userdata and outliving the session.
 struct FileSystem {
   std::shared_ptr<BlockDevice> device;
-  uint64_t size = 0;
+  std::atomic<uint64_t> size{0};  // FuseExport::SetSize changes it while serving
   bool read_only = false;
   std::string file_name;
   uint32_t max_io = 1u << 20;

@@ -126,6 +126,12 @@ Result<std::unique_ptr<LoopDevice>> LoopDevice::Attach(const std::string& file, 
 
 LoopDevice::~LoopDevice() { (void)Detach(); }
 
+Status LoopDevice::SetCapacity() {
+  if (fd_ < 0) return Status::InvalidArgument(path_ + ": not attached");
+  if (::ioctl(fd_, LOOP_SET_CAPACITY, 0) != 0) return Status::FromErrno(errno, "LOOP_SET_CAPACITY on " + path_);
+  return Status::OK();
+}
+
 Status LoopDevice::Detach() {
   if (fd_ < 0) return Status::OK();
   Status s;

@@ -41,6 +41,9 @@ class LoopDevice {
   // Unbinds the device (LOOP_CLR_FD) and closes it. While the device is still open elsewhere
   // (mounted), the kernel unbinds it at that last close instead. Idempotent.
   Status Detach();
+  // LOOP_SET_CAPACITY: the device takes the backing file's current size (after an online
+  // resize; what `losetup -c` does).
+  Status SetCapacity();
 
  private:
   LoopDevice(int fd, std::string path, uint32_t block_size) : fd_(fd), path_(std::move(path)), block_size_(block_size) {}

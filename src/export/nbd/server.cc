@@ -275,7 +275,11 @@ void Server::Impl::ServeConnection(WorkerPool& pool, ConnectionSlot* slot) {
   {
     SocketStream& socket = *slot->stream;
     std::unique_ptr<ByteStream> tls_stream;
-    Connection connection(socket, *device, info, pool, &stopping, ConnectionLimits{}, MakeTls(socket, &tls_stream),
+    // The size as of this connection: an online resize (docs/lifecycle.md) shows to connections
+    // made after it (NBD has no message to tell a connected client).
+    ExportInfo current = info;
+    current.size = device->Size();
+    Connection connection(socket, *device, current, pool, &stopping, ConnectionLimits{}, MakeTls(socket, &tls_stream),
                           &edge);
     // Every way a connection ends is normal for the server.
     (void)connection.Serve([this, slot] { return Admit(slot); });
