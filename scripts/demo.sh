@@ -7,7 +7,8 @@
 # build an ext4 file system into a layer, attach it as /dev/loopN, mount it, write, detach,
 # commit, and mount the 2-layer result read-only to compare the trees. Lazy loading: push the
 # layers to a local registry (docker-registry), serve them from there through a local cache,
-# then again from the cache alone with the registry stopped.
+# then again from the cache alone with the registry stopped. Online lifecycle: serve the layers
+# from a config.v1.json, take snapshots, merge and resize while served, restart from the manifest.
 # Usage: scripts/demo.sh [OVBD_BINARY]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +110,40 @@ serve "$work/layer0.zfile" "$work/layer1.tar" "$work/layer2.lsmt" "$work/layer3.
 qemu-img compare -q -f raw -F raw "$model" "$uri"
 echo "    4-layer export == model"
 stop_server
+
+step "online lifecycle: serve from a manifest, snapshot, merge and resize while it is served"
+mkdir "$work/live"
+live="$work/live.img"   # the model of the live image (the 4 layers, then its writes)
+cp "$model" "$live"
+cp "$work/layer0.zfile" "$work/layer1.tar" "$work/layer2.lsmt" "$work/layer3.zfile" "$work/live/"
+"$ovbd" create --size 64M "$work/live/up.data" "$work/live/up.index"
+cat >"$work/live/config.v1.json" <<'JSON'
+{"lowers": [{"file": "layer0.zfile"}, {"file": "layer1.tar"}, {"file": "layer2.lsmt"}, {"file": "layer3.zfile"}],
+ "upper": {"data": "up.data", "index": "up.index"}}
+JSON
+serve --config "$work/live/config.v1.json"
+ctl() { "$ovbd" ctl "$work/nbd.sock.ctl" "$@"; }
+qemu-io -f raw "$uri" -c "write -P 0x21 8M 2M" -c flush >/dev/null
+head -c 2M /dev/zero | tr '\0' '\041' | dd of="$live" bs=1M seek=8 conv=notrunc status=none
+ctl snapshot --name before-update | grep -E '"(name|write_pause_ms)"' | sed 's/^ */    /'
+qemu-io -f raw "$uri" -c "write -P 0x22 9M 2M" -c flush >/dev/null
+head -c 2M /dev/zero | tr '\0' '\042' | dd of="$live" bs=1M seek=9 conv=notrunc status=none
+ctl snapshot --name after-update >/dev/null
+qemu-img compare -q -f raw -F raw "$live" "$uri"
+echo "    2 snapshots taken while served; export == model"
+ctl merge --from 0 --to before-update --zfile | grep -E '"(checkpoint|bytes)"' | sed 's/^ */    /'
+qemu-img compare -q -f raw -F raw "$live" "$uri"
+ctl status | grep -E '"(path|name)"' | sed 's/^ */    /'
+ctl resize 96M >/dev/null
+truncate -s 96M "$live"
+echo "    resized online: a new connection sees $(nbdinfo --size "$uri") bytes"
+qemu-io -f raw "$uri" -c "write -P 0x23 90M 1M" -c flush >/dev/null
+head -c 1M /dev/zero | tr '\0' '\043' | dd of="$live" bs=1M seek=90 conv=notrunc status=none
+stop_server
+serve --config "$work/live/config.v1.json"
+qemu-img compare -q -f raw -F raw "$live" "$uri"
+stop_server
+echo "    restarted from the rewritten manifest: export == model"
 
 step "lazy loading: push the 4 layers to a local registry, serve them from there through a cache"
 if ! command -v docker-registry >/dev/null; then
