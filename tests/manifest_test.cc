@@ -157,5 +157,58 @@ TEST(ManifestTest, LeftoversAreOurUnnamedFilesOnly) {
   EXPECT_EQ(*left, expected);
 }
 
+TEST(ManifestTest, APendingSnapshotIsParsedKeptAndDroppedByAStackRewrite) {
+  TempDir dir;
+  WriteText(dir.Join("config.v1.json"), kConfig);
+  auto m = Manifest::Load(dir.Join("config.v1.json"));
+  ASSERT_TRUE(m.ok());
+  const UpperPaths next{dir.Join("ovbd-upper-20261207T000000Z-00000000.data"),
+                        dir.Join("ovbd-upper-20261207T000000Z-00000000.index")};
+  auto pending = m->WithPendingSnapshot(PendingSnapshot{{"c1", "2026-12-07T00:00:00Z"}, next});
+  ASSERT_TRUE(pending.ok()) << pending.status().ToString();
+  ASSERT_TRUE(pending->config().pending_snapshot.has_value());
+  EXPECT_EQ(pending->config().pending_snapshot->checkpoint.name, "c1");
+  EXPECT_EQ(pending->config().pending_snapshot->upper.data, next.data);
+  // Written relative to the directory; the pending upper's files are named, not leftovers.
+  EXPECT_EQ(json::parse(pending->Text())["ovbdPendingSnapshot"]["upper"]["data"],
+            "ovbd-upper-20261207T000000Z-00000000.data");
+  WriteText(next.data, "x");
+  WriteText(next.index, "x");
+  auto left = pending->Leftovers();
+  ASSERT_TRUE(left.ok());
+  EXPECT_TRUE(left->empty());
+  EXPECT_EQ(pending->Describe()["pending_snapshot"]["name"], "c1");
+  // A stack rewrite is a completed operation: the intent goes.
+  auto done = pending->WithStack({StackEntry{0, "", std::nullopt}}, next);
+  ASSERT_TRUE(done.ok());
+  EXPECT_FALSE(done->config().pending_snapshot.has_value());
+  EXPECT_FALSE(json::parse(done->Text()).contains("ovbdPendingSnapshot"));
+  auto cleared = pending->WithPendingSnapshot(std::nullopt);
+  ASSERT_TRUE(cleared.ok());
+  EXPECT_FALSE(json::parse(cleared->Text()).contains("ovbdPendingSnapshot"));
+}
+
+TEST(ManifestTest, APendingSnapshotMustHaveAnUpperAndAFreshName) {
+  const std::string base = R"({"lowers": [{"file": "a", "checkpoint": {"name": "c1"}}])";
+  const std::string pending = R"("ovbdPendingSnapshot": {"checkpoint": {"name": "NAME"}, "upper": {"data": "d", "index": "i"}})";
+  auto with = [&](const std::string& name, bool upper) {
+    std::string p = pending;
+    p.replace(p.find("NAME"), 4, name);
+    return base + (upper ? R"(, "upper": {"data": "u", "index": "v"})" : "") + ", " + p + "}";
+  };
+  EXPECT_TRUE(ParseImageConfig(with("c2", true), "/d").ok());
+  EXPECT_EQ(ParseImageConfig(with("c2", false), "/d").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ParseImageConfig(with("c1", true), "/d").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(ParseImageConfig(base + R"(, "upper": {"data": "u", "index": "v"}, "ovbdPendingSnapshot": 3})", "/d")
+                .status()
+                .code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(ParseImageConfig(base + R"(, "upper": {"data": "u", "index": "v"}, "ovbdPendingSnapshot": {"upper": {"data": "d", "index": "i"}}})",
+                             "/d")
+                .status()
+                .code(),
+            Code::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace ovbd::image

@@ -54,6 +54,11 @@ class Manifest {
   Status Save() const;
   std::string Text() const;  // the JSON text Save writes
 
+  // The stack as `ovbd ctl status` shows a served one: {"manifest", "layers": [{index, path,
+  // source: local|registry, size, checkpoint}], "upper", "upper_index", "pending_snapshot",
+  // "leftovers"} (`ovbd info CONFIG`). Sizes of local files are stat'ed (null if missing).
+  nlohmann::ordered_json Describe() const;
+
   // Files in dir() named like NewLayerName() and not named by this manifest (lowers, upper, a
   // pending snapshot's upper), and a stale temporary manifest.
   Result<std::vector<std::string>> Leftovers() const;

@@ -5,6 +5,7 @@
 
 #include "cli/command.h"
 #include "cli/probe.h"
+#include "ovbd/manifest.h"
 
 namespace ovbd::cli {
 namespace {
@@ -77,9 +78,50 @@ void PrintText(const ordered_json& j, int indent) {
   }
 }
 
+// A config.v1.json (the first non-blank byte is '{'): its stack, as `ovbd ctl status` shows it.
+bool LooksLikeJson(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  int c;
+  while ((c = std::fgetc(f)) == ' ' || c == '\n' || c == '\t' || c == '\r') {
+  }
+  std::fclose(f);
+  return c == '{';
+}
+
+void PrintManifest(const ordered_json& j) {
+  std::printf("manifest:  %s\n", j["manifest"].get<std::string>().c_str());
+  std::printf("layers (bottom first):\n");
+  for (const auto& l : j["layers"]) {
+    const std::string size = l["size"].is_null() ? "?" : std::to_string(l["size"].get<uint64_t>());
+    std::string line = "  " + std::to_string(l["index"].get<size_t>()) + "  " + l["source"].get<std::string>() +
+                       "  " + size + "  " + l["path"].get<std::string>();
+    if (!l["checkpoint"].is_null()) line += "  checkpoint " + l["checkpoint"]["name"].get<std::string>();
+    std::printf("%s\n", line.c_str());
+  }
+  std::printf("upper:     %s\n", j["upper"].is_null() ? "none (read-only)" : j["upper"].get<std::string>().c_str());
+  if (!j["pending_snapshot"].is_null()) {
+    std::printf("pending:   snapshot '%s' was interrupted; a writable open finishes it\n",
+                j["pending_snapshot"]["name"].get<std::string>().c_str());
+  }
+  if (j["leftovers"].is_array()) {
+    for (const auto& f : j["leftovers"]) std::printf("leftover:  %s\n", f.get<std::string>().c_str());
+  }
+}
+
 Status RunInfo(const InfoArgs& a) {
-  OVBD_ASSIGN_OR_RETURN(Probe probe, ProbeFile(a.file));
-  ordered_json j = InfoJson(probe);
+  ordered_json j;
+  if (LooksLikeJson(a.file)) {
+    OVBD_ASSIGN_OR_RETURN(image::Manifest m, image::Manifest::Load(a.file));
+    j = m.Describe();
+    if (!a.json) {
+      PrintManifest(j);
+      return Status::OK();
+    }
+  } else {
+    OVBD_ASSIGN_OR_RETURN(Probe probe, ProbeFile(a.file));
+    j = InfoJson(probe);
+  }
   if (a.json) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
@@ -96,10 +138,12 @@ void AddInfoCommand(CLI::App& parent, Commands* commands) {
       "info",
       "Show what FILE is (tar, ZFile, read-only LSMT layer, RW data or index file, raw) and what "
       "its headers say: flags, sizes, ZFile block size/algorithm/CRC, UUIDs, user tag, segment "
-      "counts and virtual size. --json prints one JSON object with stable keys.");
+      "counts and virtual size. For a config.v1.json: its stack as 'ovbd ctl status' shows a "
+      "served one (layers with sizes and checkpoints, the upper, an interrupted snapshot, "
+      "leftover files). --json prints one JSON object with stable keys.");
   cmd->add_option("FILE", args->file, "File to inspect")->required();
   cmd->add_flag("--json", args->json, "Print a JSON object");
-  cmd->footer("\nExamples:\n  ovbd info layer.zfile\n  ovbd info --json layer.tar | jq .lsmt.segments");
+  cmd->footer("\nExamples:\n  ovbd info layer.zfile\n  ovbd info --json layer.tar | jq .lsmt.segments\n  ovbd info /var/lib/images/app/config.v1.json");
   commands->push_back({cmd, "info", [args] { return RunInfo(*args); }});
 }
 

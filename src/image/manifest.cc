@@ -134,6 +134,29 @@ Result<Manifest> Manifest::WithRoot(const ordered_json& root) const {
 
 std::string Manifest::Text() const { return text_; }
 
+ordered_json Manifest::Describe() const {
+  ordered_json layers = ordered_json::array();
+  for (size_t i = 0; i < config_.lowers.size(); i++) {
+    const LowerSpec& l = config_.lowers[i];
+    ordered_json j = {{"index", i}, {"path", l.file.empty() ? l.digest : l.file},
+                      {"source", l.file.empty() ? "registry" : "local"}};
+    std::error_code ec;
+    const uint64_t size = l.file.empty() ? 0 : std::filesystem::file_size(l.file, ec);
+    j["size"] = l.file.empty() ? (l.size ? ordered_json(*l.size) : ordered_json(nullptr))
+                               : (ec ? ordered_json(nullptr) : ordered_json(size));
+    j["checkpoint"] = l.checkpoint ? CheckpointJson(*l.checkpoint) : ordered_json(nullptr);
+    layers.push_back(std::move(j));
+  }
+  ordered_json j = {{"manifest", path_}, {"layers", layers}};
+  j["upper"] = config_.upper ? ordered_json(config_.upper->data) : ordered_json(nullptr);
+  j["upper_index"] = config_.upper ? ordered_json(config_.upper->index) : ordered_json(nullptr);
+  j["pending_snapshot"] = config_.pending_snapshot ? CheckpointJson(config_.pending_snapshot->checkpoint)
+                                                   : ordered_json(nullptr);
+  auto leftovers = Leftovers();
+  j["leftovers"] = leftovers.ok() ? ordered_json(*leftovers) : ordered_json(nullptr);
+  return j;
+}
+
 Status Manifest::Save() const {
   AtomicFileOptions options;
   options.sync = true;  // the file, then the rename (directory): what a reopen reads
