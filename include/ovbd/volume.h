@@ -159,7 +159,10 @@ class Volume {
   // ---- online operations: each needs a config (the manifest) and changes it durably ----
   // The writable layer becomes the newest lower (sealed in place), named `name` ("" = a
   // timestamp), and a fresh one continues on top. Writes wait only for an O(1) swap.
-  Result<nlohmann::ordered_json> Snapshot(const std::string& name);
+  // `new_config` (overlaybd's live-snapshot form): a config naming the current lowers, then
+  // the current upper's data file, and a new empty upper (made by `ovbd create`); it becomes
+  // the manifest from then on. The old config is rewritten to the same stack first.
+  Result<nlohmann::ordered_json> Snapshot(const std::string& name, const std::string& new_config = "");
   // Merges lowers from..to into one new layer in the background, then swaps it in. Returns
   // the job's status at once; WaitJob waits for its end.
   Result<nlohmann::ordered_json> StartMerge(const MergeRequest& request);
@@ -190,6 +193,7 @@ class Volume {
                    const std::optional<image::UpperPaths>& upper, const VolumeOptions& options);
   Status PrepareManifest(const std::string& path, const VolumeOptions& options);
   Status CheckStackOp(const char* op) const;  // needs op_mu_
+  Result<image::Manifest> CheckSnapshotConfig(const std::string& path) const;  // needs op_mu_
   Result<size_t> LayerIndex(const std::string& selector) const;  // needs op_mu_
   Result<nlohmann::ordered_json> StartJob(const std::string& op, size_t from, size_t to,
                                           std::function<Result<nlohmann::ordered_json>(Job&)> work);

@@ -16,6 +16,7 @@ namespace {
 struct CtlArgs {
   std::string socket;
   std::string name;        // snapshot
+  std::string config;      // snapshot
   std::string from, to;    // merge
   ZfileFlags zfile;        // merge
   bool keep = false;       // merge
@@ -90,9 +91,15 @@ void AddCtlCommand(CLI::App& parent, Commands* commands) {
                              "continue on a fresh one; clients stay connected, writes pause only for the swap"),
                          a.get());
   snap->add_option("--name", a->name, "Checkpoint name (default: the UTC time, 20261207T154200Z)");
+  snap->add_option("--config", a->config,
+                   "overlaybd's live-snapshot form: NEW.json names the current lowers, then the current upper's "
+                   "data file, and a new empty upper (ovbd create); it is the manifest from then on")
+      ->check(CLI::ExistingFile)
+      ->type_name("NEW.json");
   commands->push_back({snap, "ctl snapshot", [a] {
                          nlohmann::json r = {{"command", "snapshot"}};
                          if (!a->name.empty()) r["name"] = a->name;
+                         if (!a->config.empty()) r["config"] = fuse::AbsolutePath(a->config);
                          return Send(a->socket, r);
                        }});
 

@@ -152,6 +152,54 @@ TEST(Lifecycle, SnapshotsUnderWritesKeepEveryByteAndTheManifestNamesThem) {
   EXPECT_EQ(ReadAllOf(*(*reopened)->device()), writer.model());
 }
 
+// overlaybd's live-snapshot form: the caller writes the next config and creates the new upper.
+TEST(Lifecycle, SnapshotToANewConfigAdoptsIt) {
+  ImageDir img;
+  auto v = img.Open();
+  ASSERT_TRUE(v.ok());
+  const std::vector<uint8_t> data(8192, 0x44);
+  ASSERT_TRUE((*v)->device()->Write(4096, data, true).ok());
+  const std::vector<uint8_t> content = ReadAllOf(*(*v)->device());
+  RWOpenOptions create;
+  create.create = true;
+  lsmt::CreateOptions o;
+  o.virtual_size = kSize;
+  ASSERT_TRUE(lsmt::CreateRwLayer(std::move(OpenRandomRWFile(img.dir.Join("new.data"), create)).value(),
+                                  std::move(OpenRandomRWFile(img.dir.Join("new.index"), create)).value(), o)
+                  .ok());
+  const std::string next = img.dir.Join("next.json");
+  // Wrong: the current upper is not the last lower. Refused, nothing changed.
+  WriteText(next, R"({"lowers": [{"file": "base.lsmt"}], "upper": {"data": "new.data", "index": "new.index"}})");
+  const std::string before = ReadText(img.config);
+  auto refused = (*v)->Control({{"command", "snapshot"}, {"config", next}});
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("expected 2 lowers"), std::string::npos) << refused.status().message();
+  EXPECT_EQ(ReadText(img.config), before);
+  WriteText(next, R"({"lowers": [{"file": "base.lsmt"}, {"file": "up.data", "checkpoint": {"name": "live1"}}],
+                      "upper": {"data": "new.data", "index": "new.index"}, "vendor": 1})");
+  auto snap = (*v)->Control({{"command", "snapshot"}, {"config", next}});
+  ASSERT_TRUE(snap.ok()) << snap.status().ToString();
+  EXPECT_EQ((*snap)["checkpoint"]["name"], "live1");
+  ASSERT_TRUE((*v)->device()->Write(1 << 20, data, true).ok());
+  nlohmann::json s = Status(**v);
+  EXPECT_EQ(s["manifest"], next);
+  EXPECT_EQ(s["upper"], img.dir.Join("new.data"));
+  const auto adopted = nlohmann::json::parse(ReadText(next));
+  EXPECT_EQ(adopted["vendor"], 1);
+  EXPECT_EQ(adopted["lowers"][1]["checkpoint"]["name"], "live1");
+  // The old config records the same stack (a reopen of either serves the image).
+  const auto old = nlohmann::json::parse(ReadText(img.config));
+  EXPECT_EQ(old["lowers"].size(), 2u);
+  EXPECT_EQ(old["upper"]["data"], "new.data");
+  std::vector<uint8_t> expected = content;
+  std::copy(data.begin(), data.end(), expected.begin() + (1 << 20));
+  EXPECT_EQ(ReadAllOf(*(*v)->device()), expected);
+  v->reset();
+  auto reopened = Volume::Open(VolumeSpec{{}, std::nullopt, next}, img.Options());
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_EQ(ReadAllOf(*(*reopened)->device()), expected);
+}
+
 TEST(Lifecycle, OperationsNeedAManifest) {
   TempDir dir;
   WriteFileBytes(dir.Join("base.lsmt"), ReadFileBytes(VectorPath("layer0.lsmt")));

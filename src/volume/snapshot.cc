@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <filesystem>
 
 #include "ovbd/volume.h"
 #include "volume/volume_internal.h"
@@ -160,27 +161,88 @@ Result<size_t> Volume::LayerIndex(const std::string& selector) const {
                                  " (bottom = 0) or a checkpoint name");
 }
 
-Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested) {
+namespace {
+
+std::string Canonical(const std::string& path) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(path, ec);
+  return ec ? path : p.string();
+}
+
+}  // namespace
+
+// overlaybd's live-snapshot form: NEW names the current lowers, the current upper as its last
+// lower, and a fresh upper. Everything is checked before anything changes.
+Result<image::Manifest> Volume::CheckSnapshotConfig(const std::string& path) const {
+  OVBD_ASSIGN_OR_RETURN(image::Manifest m, image::Manifest::Load(path));
+  const image::ImageConfig& c = m.config();
+  const std::string where = "snapshot --config " + path + ": ";
+  if (c.pending_snapshot) return Status::InvalidArgument(where + "it has an ovbdPendingSnapshot");
+  if (!c.upper) return Status::InvalidArgument(where + "it has no upper (the new writable layer)");
+  if (c.lowers.size() != stack_.size() + 1) {
+    return Status::InvalidArgument(where + "expected " + std::to_string(stack_.size() + 1) +
+                                   " lowers (the current ones, then the current upper), found " +
+                                   std::to_string(c.lowers.size()));
+  }
+  for (size_t i = 0; i < stack_.size(); i++) {
+    const bool same = stack_[i].file.empty() ? c.lowers[i].file.empty() && c.lowers[i].digest == manifest_->config().lowers[i].digest
+                                             : Canonical(c.lowers[i].file) == Canonical(stack_[i].file);
+    if (!same) return Status::InvalidArgument(where + "lowers[" + std::to_string(i) + "] is not the current lowers[" +
+                                              std::to_string(i) + "] (" + stack_[i].name + ")");
+  }
+  if (Canonical(c.lowers.back().file) != Canonical(upper_->data)) {
+    return Status::InvalidArgument(where + "its last lower must be the current upper's data file " + upper_->data);
+  }
+  if (Canonical(c.upper->data) == Canonical(upper_->data) || Canonical(c.upper->index) == Canonical(upper_->index)) {
+    return Status::InvalidArgument(where + "its upper must be a new writable layer, not the current one");
+  }
+  return m;
+}
+
+Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, const std::string& new_config) {
   std::lock_guard op(op_mu_);
   OVBD_RETURN_IF_ERROR(CheckStackOp("snapshot"));
   if (!writable()) return Status::InvalidArgument("snapshot: the image is served read-only (no writable layer)");
   OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(stack_.size() + 1).WithContext("snapshot"));
-  image::Checkpoint checkpoint{requested.empty() ? UtcStamp() : requested, UtcNow()};
+  std::optional<image::Manifest> adopted;
+  if (!new_config.empty()) {
+    OVBD_ASSIGN_OR_RETURN(adopted, CheckSnapshotConfig(new_config));
+  }
+  std::string name = requested;
+  if (name.empty() && adopted && adopted->config().lowers.back().checkpoint) {
+    name = adopted->config().lowers.back().checkpoint->name;
+  }
+  image::Checkpoint checkpoint{name.empty() ? UtcStamp() : name, UtcNow()};
   for (const StackLayer& l : stack_) {
     if (l.checkpoint && l.checkpoint->name == checkpoint.name) {
       return Status::AlreadyExists("snapshot: checkpoint '" + checkpoint.name + "' exists");
     }
   }
   const image::UpperPaths old = *upper_;
-  const std::string stem = image::NewLayerName("upper", "data");
-  image::UpperPaths next{manifest_->dir() + "/" + stem,
-                         manifest_->dir() + "/" + stem.substr(0, stem.size() - 4) + "index"};
+  image::UpperPaths next;
+  std::shared_ptr<lsmt::RwLayer> rw;
+  if (adopted) {
+    // The caller's new upper: it must open, and be empty (nothing of it may be lost or hidden).
+    next = *adopted->config().upper;
+    OVBD_ASSIGN_OR_RETURN(auto opened, image::OpenUpper(next));
+    if (!opened->Segments().empty()) {
+      return Status::InvalidArgument("snapshot --config " + new_config + ": its upper " + next.data +
+                                     " already holds data; give a new empty one (ovbd create)");
+    }
+    rw = std::move(opened);
+  } else {
+    const std::string stem = image::NewLayerName("upper", "data");
+    next = {manifest_->dir() + "/" + stem, manifest_->dir() + "/" + stem.substr(0, stem.size() - 4) + "index"};
+    OVBD_ASSIGN_OR_RETURN(rw, CreateUpper(next, image_->Size(), image_->top_meta().uuid));
+  }
+  const auto forget_next = [&] {
+    if (!adopted) RemoveUpperFiles(next);
+  };
   // 1. The next upper and the intent, durable before anything changes.
-  OVBD_ASSIGN_OR_RETURN(std::shared_ptr<lsmt::RwLayer> rw, CreateUpper(next, image_->Size(), image_->top_meta().uuid));
   auto intent = manifest_->WithPendingSnapshot(image::PendingSnapshot{checkpoint, next});
   Status saved = intent.ok() ? intent->Save() : intent.status();
   if (!saved.ok()) {
-    RemoveUpperFiles(next);
+    forget_next();
     return saved.WithContext("snapshot '" + checkpoint.name + "'");
   }
   // 2. The old stack under the new upper: writes pause only while in-flight ones finish.
@@ -195,7 +257,7 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested) {
   const double pause_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (!switched.ok()) {
     Status undone = manifest_->Save();  // the manifest without the intent
-    if (undone.ok()) RemoveUpperFiles(next);
+    if (undone.ok()) forget_next();
     return switched.WithContext("snapshot '" + checkpoint.name + "'");
   }
   {
@@ -219,6 +281,12 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested) {
   auto final_manifest = intent->WithStack(entries, next);
   Status named = final_manifest.ok() ? final_manifest->Save() : final_manifest.status();
   if (!named.ok()) return half_done(named);
+  if (adopted) {
+    // From now on the caller's config is the manifest; its last lower gets the checkpoint.
+    final_manifest = adopted->WithStack(entries, next);
+    named = final_manifest.ok() ? final_manifest->Save() : final_manifest.status();
+    if (!named.ok()) return half_done(named);
+  }
   auto lower = OpenLocalLower(old.data);
   if (!lower.ok()) return half_done(lower.status());
   std::vector<lsmt::LowerLayer> layers;

@@ -223,7 +223,9 @@ Result<nlohmann::json> Volume::Control(const nlohmann::json& request) {
   }
   if (name == "snapshot") {
     OVBD_ASSIGN_OR_RETURN(std::string snap, StringField(request, "name", false));
-    return reply(Snapshot(snap));
+    OVBD_ASSIGN_OR_RETURN(std::string config, StringField(request, "config", false));
+    if (!config.empty() && config[0] != '/') return Status::InvalidArgument("\"config\": expected an absolute path");
+    return reply(Snapshot(snap, config));
   }
   if (name == "merge") {
     MergeRequest m;
