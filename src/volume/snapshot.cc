@@ -110,7 +110,12 @@ Result<image::Manifest> FinishPendingSnapshot(const image::Manifest& manifest) {
   return next;
 }
 
-Status Volume::PrepareManifest(const std::string& path, const VolumeOptions& options) {
+Status Volume::PrepareManifest(const std::string& given, const VolumeOptions& options) {
+  // Absolute: a frontend may change its directory after the open (attach's serving process
+  // runs in "/"), and every rewrite must reach this file.
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(given, ec);
+  const std::string path = ec ? given : absolute.lexically_normal().string();
   OVBD_ASSIGN_OR_RETURN(image::Manifest m, image::Manifest::Load(path));
   // Only the process that writes the image repairs it: a reader must not race its owner.
   const bool owner = !options.read_only && m.config().upper.has_value();
