@@ -141,18 +141,20 @@ TEST(ManifestTest, LeftoversAreOurUnnamedFilesOnly) {
   const std::string named_index = NewLayerName("up", "index");
   const std::string named_lower = NewLayerName("snap", "lsmt");
   const std::string orphan = NewLayerName("merge", "lsmt");
+  const std::string orphan_temp = NewLayerName("merged", "zfile") + ".ovbd-tmp";  // a merge cut short
   json config = {{"lowers", {{{"file", named_lower}}, {{"file", "foreign.lsmt"}}}},
                  {"upper", {{"data", named_upper}, {"index", dir.Join(named_index)}}}};
   WriteText(dir.Join("config.v1.json"), config.dump());
-  for (const auto& f : {named_upper, named_index, named_lower, orphan, std::string("foreign.lsmt"),
-                        std::string("notes.txt"), std::string("config.v1.json.ovbd-tmp")}) {
+  for (const auto& f : {named_upper, named_index, named_lower, orphan, orphan_temp, std::string("foreign.lsmt"),
+                        std::string("notes.txt"), std::string("config.v1.json.ovbd-tmp"),
+                        std::string("foreign.lsmt.ovbd-tmp")}) {
     WriteText(dir.Join(f), "x");
   }
   auto m = Manifest::Load(dir.Join("config.v1.json"));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   auto left = m->Leftovers();
   ASSERT_TRUE(left.ok()) << left.status().ToString();
-  std::vector<std::string> expected = {dir.Join("config.v1.json.ovbd-tmp"), dir.Join(orphan)};
+  std::vector<std::string> expected = {dir.Join("config.v1.json.ovbd-tmp"), dir.Join(orphan), dir.Join(orphan_temp)};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(*left, expected);
 }

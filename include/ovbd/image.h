@@ -61,6 +61,9 @@ struct Checkpoint {
   bool operator==(const Checkpoint&) const = default;
 };
 
+// 1..255 bytes, no '/' and no control characters.
+bool IsCheckpointName(const std::string& name);
+
 struct LowerSpec {
   std::string file;             // resolved path; "" = remote
   std::string digest;           // "sha256:<64 hex>" or ""

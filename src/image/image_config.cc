@@ -61,11 +61,6 @@ Result<std::optional<BlobRef>> ParseDigestTable(const json& lower, const std::st
   return std::optional<BlobRef>(std::move(ref));
 }
 
-bool IsCheckpointName(const std::string& name) {
-  if (name.empty() || name.size() > 255) return false;
-  return std::none_of(name.begin(), name.end(),
-                      [](char c) { return c == '/' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
 
 // lowers[i].checkpoint = {"name": "c1", "created": "2026-12-07T15:42:00Z"} (docs/lifecycle.md).
 Result<std::optional<Checkpoint>> ParseCheckpoint(const json& lower, const std::string& where) {
@@ -188,6 +183,12 @@ Result<DownloadConfig> ParseDownload(const json& root) {
 }
 
 }  // namespace
+
+bool IsCheckpointName(const std::string& name) {
+  if (name.empty() || name.size() > 255) return false;
+  return std::none_of(name.begin(), name.end(),
+                      [](char c) { return c == '/' || static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
 
 bool ImageConfig::HasRemoteLowers() const {
   return std::any_of(lowers.begin(), lowers.end(), [](const LowerSpec& l) { return l.file.empty(); });

@@ -5,6 +5,7 @@
 #include <dirent.h>
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <random>
@@ -183,7 +184,10 @@ Result<std::vector<std::string>> Manifest::Leftovers() const {
   while (dirent* entry = readdir(d)) {
     const std::string name = entry->d_name;
     const std::string full = dir_ + "/" + name;
-    const bool temp = full == path_ + kTempSuffix;
+    // The manifest's own temporary file, and those of files ovbd writes (a merged layer).
+    const bool temp = full == path_ + kTempSuffix ||
+                      (name.size() > std::strlen(kTempSuffix) && name.ends_with(kTempSuffix) &&
+                       IsOvbdLayerName(name.substr(0, name.size() - std::strlen(kTempSuffix))));
     if (!temp && !IsOvbdLayerName(name)) continue;
     if (std::find(named.begin(), named.end(), Canonical(full)) == named.end()) found.push_back(full);
   }

@@ -130,7 +130,10 @@ nlohmann::ordered_json Volume::JobJson() const {
                               {"state", job->state},
                               {"bytes_done", job->done.load()},
                               {"bytes_total", job->total.load()},
-                              {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count()}};
+                              {"seconds", std::chrono::duration<double>(
+                                              (job->state == "running" ? std::chrono::steady_clock::now() : job->ended) -
+                                              job->started)
+                                              .count()}};
   if (job->state == "failed") j["error"] = job->status.message();
   if (job->state == "done") j["result"] = job->result;
   return j;
@@ -155,7 +158,7 @@ Result<nlohmann::ordered_json> Volume::WaitJob() {
   if (!job) return Status::InvalidArgument("no job has run");
   std::unique_lock lock(job->mu);
   job->cv.wait(lock, [&] { return job->state != "running"; });
-  if (!job->status.ok()) return job->status.WithContext(job->op);
+  if (!job->status.ok()) return job->status;
   return job->result;
 }
 
@@ -187,6 +190,7 @@ Result<nlohmann::ordered_json> Volume::StartJob(const std::string& op, size_t fr
     Result<nlohmann::ordered_json> r = work(*job);
     std::lock_guard lock(job->mu);
     job->state = r.ok() ? "done" : "failed";
+    job->ended = std::chrono::steady_clock::now();
     job->status = r.status();
     if (r.ok()) job->result = std::move(r).value();
     job->cv.notify_all();
@@ -280,21 +284,30 @@ Result<nlohmann::ordered_json> Volume::RunMerge(Job& job, const MergeRequest& re
 Result<nlohmann::ordered_json> Volume::RunReplace(Job& job, const std::string& file) {
   lsmt::LowerLayer current;
   std::optional<image::Checkpoint> checkpoint;
-  std::string name;
+  std::string name, old_file;
   {
     std::lock_guard lock(state_mu_);
     current = stack_[job.from].layer;
+    old_file = stack_[job.from].file;
     checkpoint = stack_[job.from].checkpoint;
     name = stack_[job.from].name;
   }
   OVBD_ASSIGN_OR_RETURN(lsmt::LowerLayer next, OpenLocalLower(file));
-  OVBD_RETURN_IF_ERROR(CompareLayers(current, next, "replace: " + file + " vs lowers[" + std::to_string(job.from) +
-                                                        "] " + name,
+  OVBD_RETURN_IF_ERROR(CompareLayers(current, next, file + " vs lowers[" + std::to_string(job.from) + "] " + name,
                                      &job.done, &job.total, job.cancel));
   OVBD_RETURN_IF_ERROR(SyncFile(file).WithContext(file));  // the manifest will name it
   if (g_job_before_swap) g_job_before_swap(job.op);
   OVBD_RETURN_IF_ERROR(SwapLowers(job, StackLayer{file, file, next, checkpoint}));
-  return nlohmann::ordered_json{{"replaced", job.from}, {"old", name}, {"path", file}, {"bytes_compared", job.done.load()}};
+  // A file ovbd made (a sealed upper, a merged layer) is removed, as a leftover would be at the
+  // next open; a file the user named stays.
+  nlohmann::ordered_json removed = nlohmann::ordered_json::array();
+  const size_t slash = old_file.rfind('/');
+  if (!old_file.empty() && image::IsOvbdLayerName(old_file.substr(slash + 1)) && ::unlink(old_file.c_str()) == 0) {
+    removed.push_back(old_file);
+  }
+  return nlohmann::ordered_json{{"replaced", job.from},   {"old", name},
+                                {"path", file},           {"bytes_compared", job.done.load()},
+                                {"removed", removed}};
 }
 
 Status Volume::SwapLowers(const Job& job, StackLayer replacement) {

@@ -218,6 +218,10 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     name = adopted->config().lowers.back().checkpoint->name;
   }
   image::Checkpoint checkpoint{name.empty() ? UtcStamp() : name, UtcNow()};
+  if (!image::IsCheckpointName(checkpoint.name)) {
+    return Status::InvalidArgument("snapshot: '" + checkpoint.name +
+                                   "' is not a checkpoint name (1..255 bytes, no '/' or control characters)");
+  }
   for (const StackLayer& l : stack_) {
     if (l.checkpoint && l.checkpoint->name == checkpoint.name) {
       return Status::AlreadyExists("snapshot: checkpoint '" + checkpoint.name + "' exists");

@@ -36,6 +36,7 @@ struct Volume::Job {
   std::atomic<uint64_t> done{0}, total{0};    // bytes of the work
   std::atomic<bool> cancel{false};
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point ended;  // guarded by mu; set when state leaves running
   mutable std::mutex mu;
   std::condition_variable cv;
   std::string state = "running";  // running | done | failed (guarded by mu)
