@@ -5,9 +5,12 @@
 //   Discard(off, len):  index file += {off, len<=16383, moffset = EOF, zeroed} per piece
 //   Open:               replay the index file's records in order (last write wins)
 //
-// Locking: write_mu_ serialises everything that appends (Write, Discard, Sync, Seal); index_mu_
+// Locking: write_mu_ serialises everything that appends (Write, Discard, Seal); index_mu_
 // (shared) guards only the in-memory index, so readers never wait for a writer's file I/O. Data
 // bytes are never rewritten once a record points at them, so a reader may read them unlocked.
+// sync_mu_ serialises syncs (taken before write_mu_): a Sync takes the pending records under
+// write_mu_ and then syncs the data file and writes the records WITHOUT it, so writers go on
+// while the disk works; what they append meanwhile goes to the next Sync.
 //
 // Durability order: records are held in memory (pending_) and reach the index file only in
 // Sync(), after the data file has been synced. So every record in the index file points at
@@ -64,6 +67,7 @@ class RwLayerImpl final : public RwLayer {
         data_eof_(state.data_eof),
         index_eof_(state.index_eof) {}
   ~RwLayerImpl() override {
+    std::lock_guard sync(sync_mu_);
     std::lock_guard lock(write_mu_);
     (void)SyncLocked();  // best effort: a caller that needs the outcome calls Sync() first
   }
@@ -84,7 +88,13 @@ class RwLayerImpl final : public RwLayer {
   Status CheckWritable(uint64_t offset, uint64_t length, const char* op) const;
   Status WritePiece(uint64_t offset, std::span<const uint8_t> piece);
   Status AppendRecord(const Segment& s);
-  Status SyncLocked();
+  Status SyncLocked();  // needs sync_mu_ and write_mu_
+  Status SyncHeld();    // needs sync_mu_ only
+  // Writes the index file's tail up to `end` durably (a torn tail found at open is cut).
+  Status SyncIndexFile(uint64_t end);
+  // After a write or discard (write_mu_ released): an implicit Sync once many records are
+  // pending, unless a Sync is running already.
+  Status MaybeSync(bool many_pending);
 
   std::unique_ptr<RandomRWFile> data_;
   std::unique_ptr<RandomRWFile> index_file_;
@@ -92,13 +102,14 @@ class RwLayerImpl final : public RwLayer {
   HeaderTrailer index_meta_;  // likewise
   std::atomic<uint64_t> virtual_size_;  // index_meta_.virtual_size, for readers without a lock
 
+  std::mutex sync_mu_;
   std::mutex write_mu_;
   mutable std::shared_mutex index_mu_;
   LiveIndex live_;          // guarded by index_mu_ (written only with write_mu_ also held)
   uint64_t data_eof_;       // guarded by write_mu_
-  uint64_t index_eof_;      // guarded by write_mu_: end of the records in the index file
+  uint64_t index_eof_;      // guarded by write_mu_: where the pending records go in the index file
   std::vector<uint8_t> pending_;  // guarded by write_mu_: encoded records not yet in the file
-  bool index_unsynced_ = false;   // guarded by write_mu_: records written but not yet synced
+  bool index_unsynced_ = false;   // guarded by sync_mu_: records written but not yet synced
   bool sealed_ = false;     // guarded by write_mu_
 };
 
@@ -131,8 +142,13 @@ Status RwLayerImpl::AppendRecord(const Segment& s) {
     std::unique_lock lock(index_mu_);
     live_.Insert(s);
   }
-  if (pending_.size() >= kMaxPendingRecords * kSegmentBytes) return SyncLocked();
   return Status::OK();
+}
+
+Status RwLayerImpl::MaybeSync(bool many_pending) {
+  if (!many_pending) return Status::OK();
+  std::unique_lock sync(sync_mu_, std::try_to_lock);
+  return sync.owns_lock() ? SyncHeld() : Status::OK();
 }
 
 Status RwLayerImpl::WritePiece(uint64_t offset, std::span<const uint8_t> piece) {
@@ -147,27 +163,35 @@ Status RwLayerImpl::WritePiece(uint64_t offset, std::span<const uint8_t> piece) 
 }
 
 Status RwLayerImpl::Write(uint64_t offset, std::span<const uint8_t> data) {
-  std::lock_guard lock(write_mu_);
-  OVBD_RETURN_IF_ERROR(CheckWritable(offset, data.size(), "write"));
-  for (uint64_t done = 0; done < data.size();) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(kMaxIoSize, data.size() - done));
-    OVBD_RETURN_IF_ERROR(WritePiece(offset + done, data.subspan(done, n)));
-    done += n;
+  bool many_pending = false;
+  {
+    std::lock_guard lock(write_mu_);
+    OVBD_RETURN_IF_ERROR(CheckWritable(offset, data.size(), "write"));
+    for (uint64_t done = 0; done < data.size();) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(kMaxIoSize, data.size() - done));
+      OVBD_RETURN_IF_ERROR(WritePiece(offset + done, data.subspan(done, n)));
+      done += n;
+    }
+    many_pending = pending_.size() >= kMaxPendingRecords * kSegmentBytes;
   }
-  return Status::OK();
+  return MaybeSync(many_pending);
 }
 
 Status RwLayerImpl::Discard(uint64_t offset, uint64_t length) {
-  std::lock_guard lock(write_mu_);
-  OVBD_RETURN_IF_ERROR(CheckWritable(offset, length, "discard"));
-  uint64_t sector = offset / kSectorSize;
-  const uint64_t end = (offset + length) / kSectorSize;
-  while (sector < end) {
-    uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kMaxSegmentLength, end - sector));
-    OVBD_RETURN_IF_ERROR(AppendRecord(Segment{sector, n, data_eof_ / kSectorSize, true, 0}));
-    sector += n;
+  bool many_pending = false;
+  {
+    std::lock_guard lock(write_mu_);
+    OVBD_RETURN_IF_ERROR(CheckWritable(offset, length, "discard"));
+    uint64_t sector = offset / kSectorSize;
+    const uint64_t end = (offset + length) / kSectorSize;
+    while (sector < end) {
+      uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(kMaxSegmentLength, end - sector));
+      OVBD_RETURN_IF_ERROR(AppendRecord(Segment{sector, n, data_eof_ / kSectorSize, true, 0}));
+      sector += n;
+    }
+    many_pending = pending_.size() >= kMaxPendingRecords * kSegmentBytes;
   }
-  return Status::OK();
+  return MaybeSync(many_pending);
 }
 
 Status RwLayerImpl::Read(uint64_t offset, std::span<uint8_t> buf) const {
@@ -185,8 +209,44 @@ Status RwLayerImpl::Read(uint64_t offset, std::span<uint8_t> buf) const {
 }
 
 Status RwLayerImpl::Sync() {
-  std::lock_guard lock(write_mu_);
-  return SyncLocked();
+  std::lock_guard sync(sync_mu_);
+  return SyncHeld();
+}
+
+// The records pending now point at data whose writes completed before they were taken, so the
+// data file's sync (after taking them) makes that data durable before the records are written.
+Status RwLayerImpl::SyncHeld() {
+  std::vector<uint8_t> records;
+  uint64_t at = 0;
+  {
+    std::lock_guard lock(write_mu_);
+    if (sealed_) return SyncLocked();
+    records.swap(pending_);
+    at = index_eof_;
+    index_eof_ += records.size();  // reserved: the next records go after these
+  }
+  Status s = data_->Sync().WithContext(data_->Name());
+  if (s.ok() && !records.empty()) {
+    s = index_file_->WriteAt(at, records).WithContext(index_file_->Name());
+    if (s.ok()) index_unsynced_ = true;
+  }
+  if (s.ok()) s = SyncIndexFile(at + records.size());
+  if (!s.ok()) {  // the records go back in front: the next Sync rewrites them at the same place
+    std::lock_guard lock(write_mu_);
+    pending_.insert(pending_.begin(), records.begin(), records.end());
+    index_eof_ = at;
+  }
+  return s;
+}
+
+Status RwLayerImpl::SyncIndexFile(uint64_t end) {
+  if (!index_unsynced_) return Status::OK();
+  if (index_file_->Size() > end) {  // a torn or zero tail found at open, now overwritten
+    OVBD_RETURN_IF_ERROR(index_file_->Truncate(end).WithContext(index_file_->Name()));
+  }
+  OVBD_RETURN_IF_ERROR(index_file_->Sync().WithContext(index_file_->Name()));
+  index_unsynced_ = false;
+  return Status::OK();
 }
 
 // Data first, then the records that point at it (see the top of the file). On failure the
@@ -199,20 +259,14 @@ Status RwLayerImpl::SyncLocked() {
     pending_.clear();
     index_unsynced_ = true;
   }
-  if (index_unsynced_) {
-    if (index_file_->Size() > index_eof_) {  // a torn or zero tail found at open, now overwritten
-      OVBD_RETURN_IF_ERROR(index_file_->Truncate(index_eof_).WithContext(index_file_->Name()));
-    }
-    OVBD_RETURN_IF_ERROR(index_file_->Sync().WithContext(index_file_->Name()));
-    index_unsynced_ = false;
-  }
-  return Status::OK();
+  return SyncIndexFile(index_eof_);
 }
 
 // Appends the sorted index (rounded up to 512 bytes with padding entries: deterministic, unlike
 // the reference, which leaves heap garbage there) and a trailer whose index_size excludes the
 // padding (notes §3.4).
 Status RwLayerImpl::Seal() {
+  std::lock_guard sync(sync_mu_);
   std::lock_guard lock(write_mu_);
   if (sealed_) return Status::InvalidArgument(data_->Name() + ": already sealed");
   OVBD_RETURN_IF_ERROR(SyncLocked());  // the index file stays a faithful log of the layer
@@ -234,6 +288,7 @@ Status RwLayerImpl::Seal() {
 }
 
 Status RwLayerImpl::Resize(uint64_t virtual_size) {
+  std::lock_guard sync(sync_mu_);
   std::lock_guard lock(write_mu_);
   if (sealed_) return Status::InvalidArgument(data_->Name() + ": resize of a sealed layer");
   if (virtual_size == 0 || !IsAligned(virtual_size, kSectorSize) || virtual_size / kSectorSize > kMaxOffset) {

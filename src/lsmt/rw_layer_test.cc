@@ -54,6 +54,59 @@ struct Model {
   }
 };
 
+// A data file whose Sync waits until the test opens a gate (a slow disk).
+class GatedSyncFile final : public RandomRWFile {
+ public:
+  GatedSyncFile(std::unique_ptr<RandomRWFile> inner, std::shared_ptr<std::atomic<int>> gate)
+      : inner_(std::move(inner)), gate_(std::move(gate)) {}
+  Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override { return inner_->ReadAt(offset, buf); }
+  uint64_t Size() const override { return inner_->Size(); }
+  const std::string& Name() const override { return inner_->Name(); }
+  Status WriteAt(uint64_t offset, std::span<const uint8_t> buf) override { return inner_->WriteAt(offset, buf); }
+  Status Truncate(uint64_t size) override { return inner_->Truncate(size); }
+  Status Trim(uint64_t offset, uint64_t length) override { return inner_->Trim(offset, length); }
+  Status Sync() override {
+    if (gate_->load() == 1) {  // armed: report that a sync waits, then wait for the release
+      gate_->store(2);
+      while (gate_->load() != 3) std::this_thread::yield();
+    }
+    return inner_->Sync();
+  }
+
+ private:
+  std::unique_ptr<RandomRWFile> inner_;
+  std::shared_ptr<std::atomic<int>> gate_;
+};
+
+// A Sync's data-file sync does not hold the writers: a write completes while it waits, and is
+// durable only after a later Sync (it was not part of the first one).
+TEST(RwLayer, WritesGoOnWhileASyncWaitsForTheDisk) {
+  RwDisks disks;
+  auto gate = std::make_shared<std::atomic<int>>(0);
+  CreateOptions o;
+  o.virtual_size = 1 << 20;
+  auto created = CreateRwLayer(std::make_unique<GatedSyncFile>(disks.DataFile(), gate), disks.IndexFile(), o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<RwLayer> layer = std::move(created).value();
+  const std::vector<uint8_t> a(4096, 0xaa), b(4096, 0xbb);
+  ASSERT_TRUE(layer->Write(0, a).ok());
+  gate->store(1);
+  Status synced;
+  std::thread syncer([&] { synced = layer->Sync(); });
+  while (gate->load() != 2) std::this_thread::yield();
+  ASSERT_TRUE(layer->Write(4096, b).ok());  // would deadlock if the sync held the writers
+  std::vector<uint8_t> got(8192);
+  ASSERT_TRUE(layer->Read(0, got).ok());
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), got.begin() + 4096));
+  gate->store(3);
+  syncer.join();
+  ASSERT_TRUE(synced.ok()) << synced.ToString();
+  // The index file now holds the first write only; a second Sync adds the other.
+  EXPECT_EQ(MustOpenRw(disks)->Segments().size(), 1u);
+  ASSERT_TRUE(layer->Sync().ok());
+  EXPECT_EQ(MustOpenRw(disks)->Segments().size(), 2u);
+}
+
 TEST(RwLayer, NewHeadersMatchTheReferenceBytes) {
   RwDisks disks;
   CreateOptions options = Opts(64 << 20, "00000000-0000-4000-8000-0000000000a1", kU0);

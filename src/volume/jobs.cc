@@ -277,7 +277,8 @@ Result<nlohmann::ordered_json> Volume::RunMerge(Job& job, const MergeRequest& re
                                   {"checkpoint", checkpoint ? nlohmann::ordered_json(checkpoint->name) : nullptr},
                                   {"dropped_checkpoints", dropped},
                                   {"removed", removed},
-                                  {"bytes", job.total.load()}};
+                                  {"bytes", job.total.load()},
+                                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - job.started).count()}};
   return reply;
 }
 

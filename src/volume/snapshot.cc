@@ -8,6 +8,7 @@
 //   open:      ovbdPendingSnapshot? seal U1 if it is not, stack it, save ─> remove leftovers
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 
@@ -247,6 +248,9 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
   const auto forget_next = [&] {
     if (!adopted) RemoveUpperFiles(next);
   };
+  // 0. Sync the upper first (writers go on meanwhile), so that the seal below has little left to
+  // write while the disk is also busy with the new upper's writes.
+  OVBD_RETURN_IF_ERROR(image_->Flush().WithContext("snapshot: syncing the writable layer"));
   // 1. The next upper and the intent, durable before anything changes.
   auto intent = manifest_->WithPendingSnapshot(image::PendingSnapshot{checkpoint, next});
   Status saved = intent.ok() ? intent->Save() : intent.status();
@@ -305,7 +309,10 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
   if (!rebuilt.ok()) return half_done(rebuilt.status());
   std::shared_ptr<lsmt::Image> rebuilt_image = std::move(rebuilt).value();
   auto device = std::shared_ptr<BlockDevice>(NewImageDevice(rebuilt_image, device_options_));
+  const auto t1 = std::chrono::steady_clock::now();
   Status swapped = switch_->Switch([&](BlockDevice&) -> Result<std::shared_ptr<BlockDevice>> { return device; });
+  const double rebuild_pause_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   if (!swapped.ok()) return half_done(swapped);
   {
     std::lock_guard lock(state_mu_);
@@ -313,13 +320,15 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     stack_.push_back(StackLayer{old.data, old.data, *lower, checkpoint});
     manifest_ = std::move(*final_manifest);
     snapshots_++;
+    last_pause_ms_ = std::max(pause_ms, rebuild_pause_ms);
   }
   // The old index file is not needed any more: the sealed data file holds the index.
   if (image::IsOvbdLayerName(BaseName(old.index))) ::unlink(old.index.c_str());
   nlohmann::ordered_json reply = {{"checkpoint", {{"name", checkpoint.name}, {"created", checkpoint.created}}},
                                   {"layer", {{"index", stack_.size() - 1}, {"path", old.data}}},
                                   {"upper", {{"data", next.data}, {"index", next.index}}},
-                                  {"write_pause_ms", pause_ms}};
+                                  {"write_pause_ms", std::max(pause_ms, rebuild_pause_ms)},
+                                  {"pauses_ms", {pause_ms, rebuild_pause_ms}}};
   return reply;
 }
 
