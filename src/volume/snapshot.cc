@@ -6,6 +6,7 @@
 //              ─> seal U1 in place ─> manifest: U1 = newest lower (checkpoint), upper U2
 //              ─> rebuilt stack (U1 read as a lower, one merged index) ─> Switch
 //   open:      ovbdPendingSnapshot? seal U1 if it is not, stack it, save ─> remove leftovers
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -77,6 +78,26 @@ std::vector<image::StackEntry> KeepAll(size_t n) {
   for (size_t i = 0; i < n; i++) entries.push_back(image::StackEntry{i, "", std::nullopt});
   return entries;
 }
+
+// Lowers the calling thread's CPU priority for its lifetime (Linux: nice is per thread).
+class BackgroundPriority {
+ public:
+  BackgroundPriority() : tid_(static_cast<id_t>(::gettid())) {
+    errno = 0;
+    old_ = ::getpriority(PRIO_PROCESS, tid_);
+    lowered_ = errno == 0 && ::setpriority(PRIO_PROCESS, tid_, std::max(old_, 10)) == 0;
+  }
+  ~BackgroundPriority() {
+    if (lowered_) (void)::setpriority(PRIO_PROCESS, tid_, old_);  // root may raise it back
+  }
+  BackgroundPriority(const BackgroundPriority&) = delete;
+  BackgroundPriority& operator=(const BackgroundPriority&) = delete;
+
+ private:
+  id_t tid_;
+  int old_ = 0;
+  bool lowered_ = false;
+};
 
 std::string BaseName(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -287,6 +308,8 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     return s.WithContext("snapshot '" + checkpoint.name + "' stopped half-way; the image goes on serving, and "
                          "its next open finishes the snapshot");
   };
+  // Sealing and rebuilding the index are background work: the serving threads come first.
+  const BackgroundPriority background;
   Status sealed = previous->SealUpper();
   if (!sealed.ok()) return half_done(sealed);
   std::vector<image::StackEntry> entries = KeepAll(stack_.size());
