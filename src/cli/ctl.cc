@@ -122,7 +122,8 @@ void AddCtlCommand(CLI::App& parent, Commands* commands) {
                            const zfile::Options z = ToZfileOptions(a->zfile);
                            r["zfile"] = {{"algorithm", zfile::AlgorithmName(z.algorithm)},
                                          {"block_size", z.block_size},
-                                         {"crc", z.crc}};
+                                         {"crc", z.crc},
+                                         {"threads", z.threads}};
                          }
                          return Send(a->socket, r);
                        }});

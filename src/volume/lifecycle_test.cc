@@ -287,6 +287,8 @@ TEST(Lifecycle, BadMergesAreRefusedAndChangeNothing) {
   EXPECT_EQ(code({{"from", 2}, {"to", 1}}), Code::kInvalidArgument);         // reversed
   EXPECT_EQ(code({{"from", 0}, {"to", 3}}), Code::kInvalidArgument);         // past the top lower
   EXPECT_EQ(code({{"from", "nope"}, {"to", "s2"}}), Code::kInvalidArgument);  // unknown name
+  EXPECT_EQ(code({{"from", 0}, {"to", 1}, {"zfile", {{"threads", 0}}}}), Code::kInvalidArgument);
+  EXPECT_EQ(code({{"from", 0}, {"to", 1}, {"zfile", {{"algorithm", "gzip"}}}}), Code::kInvalidArgument);
   EXPECT_EQ(ReadText(img.config), before);
   // A merge while a merge runs: the first is held just before its swap.
   std::latch held(1), release(1);

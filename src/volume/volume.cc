@@ -185,7 +185,7 @@ bool BoolField(const nlohmann::json& request, const char* key, bool fallback) {
   return it != request.end() && it->is_boolean() ? it->get<bool>() : fallback;
 }
 
-// {"algorithm": "lz4"|"zstd", "block_size": BYTES, "crc": bool} or true (the defaults).
+// {"algorithm": "lz4"|"zstd", "block_size": BYTES, "crc": bool, "threads": N} or true (the defaults).
 Result<std::optional<zfile::Options>> ZfileField(const nlohmann::json& request) {
   const auto it = request.find("zfile");
   if (it == request.end() || it->is_null() || (it->is_boolean() && !it->get<bool>())) {
@@ -203,6 +203,12 @@ Result<std::optional<zfile::Options>> ZfileField(const nlohmann::json& request) 
     o.block_size = b->get<uint32_t>();
   }
   if (auto c = it->find("crc"); c != it->end() && c->is_boolean()) o.crc = c->get<bool>();
+  if (auto t = it->find("threads"); t != it->end()) {
+    if (!t->is_number_integer() || t->get<int64_t>() < 1 || t->get<int64_t>() > 64) {
+      return Status::InvalidArgument("\"zfile.threads\": expected 1..64");
+    }
+    o.threads = t->get<int>();
+  }
   return std::optional<zfile::Options>(o);
 }
 
