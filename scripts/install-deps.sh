@@ -16,6 +16,8 @@ packages=(
   lz4 zstd python3 xxd python3-lz4 python3-zstandard strace gnutls-bin
   # real NBD clients and the qemu-nbd baseline (tests, benchmarks), file systems for mount tests
   libnbd-bin python3-libnbd qemu-utils fio e2fsprogs erofs-utils
+  # a qemu guest for what the container cannot do (tests/guest/run.sh): online ext4 resizing
+  qemu-system-x86 linux-image-amd64 busybox-static cpio
   # a real OCI registry on loopback for the lazy-loading tests, and curl to poke it
   docker-registry curl
 )

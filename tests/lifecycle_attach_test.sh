@@ -10,7 +10,10 @@
 #
 # Online resize2fs needs CAP_SYS_RESOURCE (the ext4 resize ioctl checks it); without it (some
 # containers) the file system is grown offline instead (umount, e2fsck -fn, resize2fs, mount) and
-# a note says so; the loop device must still take the new size at once.
+# a note says so; the loop device must still take the new size at once. OVBD_REQUIRE_ONLINE_RESIZE=1
+# makes that a failure instead: the ctest `lifecycle_attach_guest` runs this script in a qemu guest
+# (tests/guest/run.sh), where it is root with every capability, so resize2fs grows the mounted
+# file system online.
 #
 # Needs root, /dev/fuse and a free loop device (skips with 77 otherwise).
 # usage: lifecycle_attach_test.sh /path/to/ovbd
@@ -181,6 +184,8 @@ if grep -q '^CapEff:' /proc/self/status &&
   resize2fs "$DEV" > resize2fs.log 2>&1 || { cat resize2fs.log; fail "online resize2fs $DEV"; }
   grep -q "on-line resizing required" resize2fs.log || { cat resize2fs.log; fail "resize2fs did not resize online"; }
   mode=online
+elif [ "${OVBD_REQUIRE_ONLINE_RESIZE:-0}" = 1 ]; then
+  fail "OVBD_REQUIRE_ONLINE_RESIZE=1, but this process lacks CAP_SYS_RESOURCE, which online resize2fs needs"
 else
   echo "note: no CAP_SYS_RESOURCE, so the kernel refuses online ext4 resizing; growing offline"
   umount mnt
