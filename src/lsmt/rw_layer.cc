@@ -18,12 +18,17 @@
 // Sync() (plus possibly some of an interrupted one). A torn trailing record, or a zero-filled tail
 // left by a crash while the index file grew, is ignored on open. Reads see pending writes at once
 // (the in-memory index has them). The destructor syncs what is pending; a very long run of writes
-// without Sync() syncs by itself every kMaxPendingRecords records.
+// without Sync() syncs by itself every kMaxPendingRecords records, in a background thread (started
+// at the first such sync, so a layer that is never written that much has none) so that no writer
+// waits for the disk. A background sync that fails keeps its records pending; the next Sync()
+// retries them and reports the error, and until then no other background sync is tried.
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/checked.h"
@@ -67,6 +72,7 @@ class RwLayerImpl final : public RwLayer {
         data_eof_(state.data_eof),
         index_eof_(state.index_eof) {}
   ~RwLayerImpl() override {
+    StopSyncer();
     std::lock_guard sync(sync_mu_);
     std::lock_guard lock(write_mu_);
     (void)SyncLocked();  // best effort: a caller that needs the outcome calls Sync() first
@@ -95,6 +101,8 @@ class RwLayerImpl final : public RwLayer {
   // After a write or discard (write_mu_ released): an implicit Sync once many records are
   // pending, unless a Sync is running already.
   Status MaybeSync(bool many_pending);
+  void SyncerLoop();
+  void StopSyncer();
 
   std::unique_ptr<RandomRWFile> data_;
   std::unique_ptr<RandomRWFile> index_file_;
@@ -111,6 +119,14 @@ class RwLayerImpl final : public RwLayer {
   std::vector<uint8_t> pending_;  // guarded by write_mu_: encoded records not yet in the file
   bool index_unsynced_ = false;   // guarded by sync_mu_: records written but not yet synced
   bool sealed_ = false;     // guarded by write_mu_
+
+  // The background syncer (see the top of the file).
+  std::mutex syncer_mu_;
+  std::condition_variable syncer_cv_;
+  std::thread syncer_;                 // guarded by syncer_mu_
+  bool sync_wanted_ = false;           // guarded by syncer_mu_
+  bool syncer_stopping_ = false;       // guarded by syncer_mu_
+  std::atomic<bool> background_failed_{false};  // a background sync failed; cleared by Sync()
 };
 
 Status RwLayerImpl::CheckWritable(uint64_t offset, uint64_t length, const char* op) const {
@@ -146,9 +162,39 @@ Status RwLayerImpl::AppendRecord(const Segment& s) {
 }
 
 Status RwLayerImpl::MaybeSync(bool many_pending) {
-  if (!many_pending) return Status::OK();
-  std::unique_lock sync(sync_mu_, std::try_to_lock);
-  return sync.owns_lock() ? SyncHeld() : Status::OK();
+  if (!many_pending || background_failed_.load(std::memory_order_relaxed)) return Status::OK();
+  {
+    std::lock_guard lock(syncer_mu_);
+    if (syncer_stopping_) return Status::OK();
+    if (!syncer_.joinable()) syncer_ = std::thread([this] { SyncerLoop(); });
+    sync_wanted_ = true;
+  }
+  syncer_cv_.notify_one();
+  return Status::OK();
+}
+
+void RwLayerImpl::SyncerLoop() {
+  std::unique_lock lock(syncer_mu_);
+  for (;;) {
+    syncer_cv_.wait(lock, [this] { return sync_wanted_ || syncer_stopping_; });
+    if (syncer_stopping_) return;
+    sync_wanted_ = false;
+    lock.unlock();
+    {
+      std::lock_guard sync(sync_mu_);
+      if (!SyncHeld().ok()) background_failed_.store(true, std::memory_order_relaxed);
+    }
+    lock.lock();
+  }
+}
+
+void RwLayerImpl::StopSyncer() {
+  {
+    std::lock_guard lock(syncer_mu_);
+    syncer_stopping_ = true;
+  }
+  syncer_cv_.notify_one();
+  if (syncer_.joinable()) syncer_.join();
 }
 
 Status RwLayerImpl::WritePiece(uint64_t offset, std::span<const uint8_t> piece) {
@@ -210,7 +256,9 @@ Status RwLayerImpl::Read(uint64_t offset, std::span<uint8_t> buf) const {
 
 Status RwLayerImpl::Sync() {
   std::lock_guard sync(sync_mu_);
-  return SyncHeld();
+  Status s = SyncHeld();
+  if (s.ok()) background_failed_.store(false, std::memory_order_relaxed);
+  return s;
 }
 
 // The records pending now point at data whose writes completed before they were taken, so the

@@ -107,6 +107,29 @@ TEST(RwLayer, WritesGoOnWhileASyncWaitsForTheDisk) {
   EXPECT_EQ(MustOpenRw(disks)->Segments().size(), 2u);
 }
 
+// The sync that 65,536 pending records start runs in the background: the write that starts it
+// returns while the data file's sync is stuck, and so do the writes after it; once the disk
+// answers, the records are in the index file without any Sync() of the caller's before that.
+TEST(RwLayer, ManyPendingRecordsAreSyncedWithoutTheWriterWaiting) {
+  RwDisks disks;
+  auto gate = std::make_shared<std::atomic<int>>(0);
+  CreateOptions o;
+  o.virtual_size = 128 << 20;
+  auto created = CreateRwLayer(std::make_unique<GatedSyncFile>(disks.DataFile(), gate), disks.IndexFile(), o);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  std::unique_ptr<RwLayer> layer = std::move(created).value();
+  gate->store(1);  // armed after the create, which syncs the headers
+  const std::vector<uint8_t> sector(512, 0x5a);
+  constexpr uint64_t kRecords = 64 * 1024;
+  for (uint64_t i = 0; i < kRecords; ++i) ASSERT_TRUE(layer->Write(i * 1024, sector).ok());
+  while (gate->load() != 2) std::this_thread::yield();  // the background sync waits for the disk
+  ASSERT_TRUE(layer->Write(kRecords * 1024, sector).ok());  // would deadlock if it waited too
+  gate->store(3);
+  // Sync() waits for the background sync, which wrote the first kRecords records; it adds the last.
+  ASSERT_TRUE(layer->Sync().ok());
+  EXPECT_EQ(MustOpenRw(disks)->Segments().size(), kRecords + 1);
+}
+
 TEST(RwLayer, NewHeadersMatchTheReferenceBytes) {
   RwDisks disks;
   CreateOptions options = Opts(64 << 20, "00000000-0000-4000-8000-0000000000a1", kU0);
