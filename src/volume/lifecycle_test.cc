@@ -126,6 +126,17 @@ TEST(Lifecycle, SnapshotsUnderWritesKeepEveryByteAndTheManifestNamesThem) {
     ASSERT_TRUE(snap.ok()) << snap.status().ToString();
     EXPECT_EQ((*snap)["layer"]["index"], i + 1);
     EXPECT_LT((*snap)["write_pause_ms"].get<double>(), 1000.0);
+    // The timeline names every step in order, each ending after the one before it.
+    std::vector<std::string> steps;
+    double last = 0;
+    for (const auto& step : (*snap)["timeline"]["steps"]) {
+      steps.push_back(step["step"]);
+      EXPECT_GE(step["end_ms"].get<double>(), last);
+      last = step["end_ms"];
+    }
+    EXPECT_EQ(steps, (std::vector<std::string>{"new_upper", "sync", "intent", "switch", "seal", "manifest",
+                                               "rebuild", "switch_rebuilt", "cleanup"}));
+    EXPECT_GT((*snap)["timeline"]["start_unix_ms"].get<double>(), 1.7e12);
   }
   stop = true;
   client.join();

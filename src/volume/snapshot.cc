@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <filesystem>
 
@@ -97,6 +98,27 @@ class BackgroundPriority {
   id_t tid_;
   int old_ = 0;
   bool lowered_ = false;
+};
+
+// When each step of an operation ended, for its reply: a client's latency log (fio's
+// --log_unix_epoch) can then be lined up with the steps. Times in ms since the start.
+class StepClock {
+ public:
+  StepClock()
+      : start_(std::chrono::steady_clock::now()),
+        start_unix_ms_(std::chrono::duration<double, std::milli>(
+                           std::chrono::system_clock::now().time_since_epoch()).count()) {}
+  void Done(const char* step) {
+    steps_.push_back({{"step", step},
+                      {"end_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+                                     .count()}});
+  }
+  nlohmann::ordered_json Json() const { return {{"start_unix_ms", start_unix_ms_}, {"steps", steps_}}; }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+  double start_unix_ms_;
+  nlohmann::ordered_json steps_ = nlohmann::ordered_json::array();
 };
 
 std::string BaseName(const std::string& path) {
@@ -228,6 +250,7 @@ Result<image::Manifest> Volume::CheckSnapshotConfig(const std::string& path) con
 
 Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, const std::string& new_config) {
   std::lock_guard op(op_mu_);
+  StepClock clock;
   OVBD_RETURN_IF_ERROR(CheckStackOp("snapshot"));
   if (!writable()) return Status::InvalidArgument("snapshot: the image is served read-only (no writable layer)");
   OVBD_RETURN_IF_ERROR(lsmt::CheckLayerCount(stack_.size() + 1).WithContext("snapshot"));
@@ -266,12 +289,14 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     next = {manifest_->dir() + "/" + stem, manifest_->dir() + "/" + stem.substr(0, stem.size() - 4) + "index"};
     OVBD_ASSIGN_OR_RETURN(rw, CreateUpper(next, image_->Size(), image_->top_meta().uuid));
   }
+  clock.Done("new_upper");
   const auto forget_next = [&] {
     if (!adopted) RemoveUpperFiles(next);
   };
   // 0. Sync the upper first (writers go on meanwhile), so that the seal below has little left to
   // write while the disk is also busy with the new upper's writes.
   OVBD_RETURN_IF_ERROR(image_->Flush().WithContext("snapshot: syncing the writable layer"));
+  clock.Done("sync");
   // 1. The next upper and the intent, durable before anything changes.
   auto intent = manifest_->WithPendingSnapshot(image::PendingSnapshot{checkpoint, next});
   Status saved = intent.ok() ? intent->Save() : intent.status();
@@ -279,6 +304,7 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     forget_next();
     return saved.WithContext("snapshot '" + checkpoint.name + "'");
   }
+  clock.Done("intent");
   // 2. The old stack under the new upper: writes pause only while in-flight ones finish.
   std::shared_ptr<lsmt::Image> previous = image_;
   std::shared_ptr<lsmt::Image> stacked;
@@ -289,6 +315,7 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     return std::shared_ptr<BlockDevice>(NewImageDevice(stacked, device_options_));
   });
   const double pause_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  clock.Done("switch");
   if (!switched.ok()) {
     Status undone = manifest_->Save();  // the manifest without the intent
     if (undone.ok()) forget_next();
@@ -312,6 +339,7 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
   const BackgroundPriority background;
   Status sealed = previous->SealUpper();
   if (!sealed.ok()) return half_done(sealed);
+  clock.Done("seal");
   std::vector<image::StackEntry> entries = KeepAll(stack_.size());
   entries.push_back(image::StackEntry{std::nullopt, old.data, checkpoint});
   auto final_manifest = intent->WithStack(entries, next);
@@ -323,6 +351,7 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     named = final_manifest.ok() ? final_manifest->Save() : final_manifest.status();
     if (!named.ok()) return half_done(named);
   }
+  clock.Done("manifest");
   auto lower = OpenLocalLower(old.data);
   if (!lower.ok()) return half_done(lower.status());
   std::vector<lsmt::LowerLayer> layers;
@@ -332,11 +361,13 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
   if (!rebuilt.ok()) return half_done(rebuilt.status());
   std::shared_ptr<lsmt::Image> rebuilt_image = std::move(rebuilt).value();
   auto device = std::shared_ptr<BlockDevice>(NewImageDevice(rebuilt_image, device_options_));
+  clock.Done("rebuild");
   const auto t1 = std::chrono::steady_clock::now();
   Status swapped = switch_->Switch([&](BlockDevice&) -> Result<std::shared_ptr<BlockDevice>> { return device; });
   const double rebuild_pause_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   if (!swapped.ok()) return half_done(swapped);
+  clock.Done("switch_rebuilt");
   {
     std::lock_guard lock(state_mu_);
     image_ = rebuilt_image;
@@ -347,11 +378,13 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
   }
   // The old index file is not needed any more: the sealed data file holds the index.
   if (image::IsOvbdLayerName(BaseName(old.index))) ::unlink(old.index.c_str());
+  clock.Done("cleanup");
   nlohmann::ordered_json reply = {{"checkpoint", {{"name", checkpoint.name}, {"created", checkpoint.created}}},
                                   {"layer", {{"index", stack_.size() - 1}, {"path", old.data}}},
                                   {"upper", {{"data", next.data}, {"index", next.index}}},
                                   {"write_pause_ms", std::max(pause_ms, rebuild_pause_ms)},
-                                  {"pauses_ms", {pause_ms, rebuild_pause_ms}}};
+                                  {"pauses_ms", {pause_ms, rebuild_pause_ms}},
+                                  {"timeline", clock.Json()}};
   return reply;
 }
 
