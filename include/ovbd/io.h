@@ -52,8 +52,17 @@ class RandomRWFile : public ReadableFile {
   // Writes buf at offset, extending the file if needed. Not atomic; callers serialise writes
   // that overlap. Size() grows to cover the write.
   virtual Status WriteAt(uint64_t offset, std::span<const uint8_t> buf) = 0;
-  // Sets the size (zero-extends or cuts).
+  // Sets the size (zero-extends or cuts). Storage reserved past the new size is freed, also
+  // by Truncate(Size()).
   virtual Status Truncate(uint64_t size) = 0;
+  // Allocates storage for [offset, offset+length) without changing Size() or any byte read
+  // (fallocate FALLOC_FL_KEEP_SIZE), so that later writes there allocate nothing: on ext4 the
+  // file system's writeback then does not hold the inode's block map while it reads bitmaps,
+  // and appending writers do not wait for it. A hint: NotSupported where the storage cannot
+  // (the default).
+  virtual Status Reserve(uint64_t /*offset*/, uint64_t /*length*/) {
+    return Status::NotSupported(Name() + ": cannot reserve storage");
+  }
   // Deallocates [offset, offset+length) so it reads as zeros, keeping the size. May be a no-op
   // that writes zeros where the storage cannot punch holes.
   virtual Status Trim(uint64_t offset, uint64_t length) = 0;
@@ -140,6 +149,8 @@ class FaultInjectionFile : public RandomRWFile {
   Status WriteAt(uint64_t offset, std::span<const uint8_t> buf) override;
   Status Truncate(uint64_t size) override;
   Status Trim(uint64_t offset, uint64_t length) override;
+  // Forwarded: a reservation changes no byte, so a simulated crash has nothing to revert.
+  Status Reserve(uint64_t offset, uint64_t length) override { return base_->Reserve(offset, length); }
   Status Sync() override;
 
   // Reverts every write/truncate/trim since the last successful Sync(), newest first. If

@@ -1,5 +1,6 @@
 // One conformance suite run against every RandomRWFile implementation (principle 9).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <thread>
@@ -101,6 +102,32 @@ TEST(PosixFile, OpenMissingNamesThePath) {
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.status().IsNotFound());
   EXPECT_NE(r.status().message().find("/nonexistent/ovbd-file"), std::string::npos);
+}
+
+// Reserve allocates past the end without moving it or changing a byte; Truncate(Size()) frees it.
+TEST(PosixFile, ReserveAllocatesPastTheEndAndTruncateToTheSizeFreesIt) {
+  TempDir dir;
+  const std::string path = dir.path() + "/reserved";
+  RWOpenOptions create;
+  create.create = true;
+  auto f = OpenRandomRWFile(path, create);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  const std::vector<uint8_t> data = MakeData(9, 4096);
+  ASSERT_TRUE((*f)->WriteAt(0, data).ok());
+  const auto allocated = [&] {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0);
+    return static_cast<uint64_t>(st.st_blocks) * 512;
+  };
+  ASSERT_TRUE((*f)->Reserve(4096, 8 << 20).ok());
+  EXPECT_EQ((*f)->Size(), 4096u);
+  EXPECT_GE(allocated(), 4096u + (8 << 20));
+  std::vector<uint8_t> got(4096);
+  ASSERT_TRUE((*f)->ReadAt(0, got).ok());
+  EXPECT_EQ(got, data);
+  ASSERT_TRUE((*f)->Truncate((*f)->Size()).ok());
+  EXPECT_LE(allocated(), 8192u);
+  EXPECT_EQ((*f)->Size(), 4096u);
 }
 
 TEST(PosixFile, WritableFileAppendsRewritesAndRefusesOverwrite) {

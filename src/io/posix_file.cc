@@ -128,6 +128,15 @@ class PosixRWFile final : public RandomRWFile {
     }
     return Status::OK();
   }
+  Status Reserve(uint64_t offset, uint64_t length) override {
+    if (length == 0) return Status::OK();
+    if (::fallocate(fd_, FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(length)) == 0) {
+      return Status::OK();
+    }
+    if (errno == EOPNOTSUPP || errno == ENOSYS) return Status::NotSupported(name_ + ": cannot reserve storage");
+    return Status::FromErrno(errno, name_ + ": reserving " + std::to_string(length) + " bytes at offset " +
+                                        std::to_string(offset));
+  }
   Status Sync() override {
     if (::fdatasync(fd_) != 0) return Status::FromErrno(errno, name_ + ": fdatasync");
     return Status::OK();

@@ -22,6 +22,15 @@
 // at the first such sync, so a layer that is never written that much has none) so that no writer
 // waits for the disk. A background sync that fails keeps its records pending; the next Sync()
 // retries them and reports the error, and until then no other background sync is tried.
+//
+// Storage ahead of the data file's end is reserved kReserveChunk at a time (RandomRWFile::
+// Reserve, beyond the file's size, which it does not change), so the file system's writeback
+// allocates nothing while writers append: on ext4 an allocating writeback holds the inode's
+// block map while it waits for bitmap reads behind its own writes, and every appending writer
+// waits for it (20-60 ms stalls under a sync of a few hundred MiB; docs/performance.md). What
+// is reserved past the end is freed when the layer is sealed or closed (a crash leaves it, and
+// the next open writes into it). Storage that cannot reserve, or a failed reservation (a full
+// disk), turns reserving off for the layer: the writes themselves report real errors.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -51,6 +60,7 @@ namespace {
 
 constexpr size_t kReplayChunkRecords = 64 * 1024;  // 1 MiB of records per read
 constexpr size_t kMaxPendingRecords = 64 * 1024;   // records held before an implicit Sync
+constexpr uint64_t kReserveChunk = 64ull << 20;     // reserved at a time, when half of it is left
 
 struct OpenState {
   HeaderTrailer data_meta;
@@ -76,6 +86,7 @@ class RwLayerImpl final : public RwLayer {
     std::lock_guard sync(sync_mu_);
     std::lock_guard lock(write_mu_);
     (void)SyncLocked();  // best effort: a caller that needs the outcome calls Sync() first
+    ReleaseReserved();
   }
 
   Status Write(uint64_t offset, std::span<const uint8_t> data) override;
@@ -93,6 +104,9 @@ class RwLayerImpl final : public RwLayer {
  private:
   Status CheckWritable(uint64_t offset, uint64_t length, const char* op) const;
   Status WritePiece(uint64_t offset, std::span<const uint8_t> piece);
+  // Reserves the next chunk when a write up to `end` leaves less than half a chunk reserved.
+  void ReserveAhead(uint64_t end);   // needs write_mu_
+  void ReleaseReserved();            // needs write_mu_
   Status AppendRecord(const Segment& s);
   Status SyncLocked();  // needs sync_mu_ and write_mu_
   Status SyncHeld();    // needs sync_mu_ only
@@ -119,6 +133,8 @@ class RwLayerImpl final : public RwLayer {
   std::vector<uint8_t> pending_;  // guarded by write_mu_: encoded records not yet in the file
   bool index_unsynced_ = false;   // guarded by sync_mu_: records written but not yet synced
   bool sealed_ = false;     // guarded by write_mu_
+  uint64_t reserved_end_ = 0;  // guarded by write_mu_: storage is reserved up to here
+  bool reserving_ = true;      // guarded by write_mu_: off once a reservation failed
 
   // The background syncer (see the top of the file).
   std::mutex syncer_mu_;
@@ -203,9 +219,25 @@ Status RwLayerImpl::WritePiece(uint64_t offset, std::span<const uint8_t> piece) 
   if (s.moffset + s.length > kMaxMOffset) {
     return Status::NoSpace(data_->Name() + ": data file is at the 2^55-sector moffset limit");
   }
+  ReserveAhead(data_eof_ + piece.size());
   OVBD_RETURN_IF_ERROR(data_->WriteAt(data_eof_, piece).WithContext(data_->Name()));
   data_eof_ += piece.size();
   return AppendRecord(s);
+}
+
+void RwLayerImpl::ReserveAhead(uint64_t end) {
+  if (!reserving_ || end + kReserveChunk / 2 <= reserved_end_) return;
+  const uint64_t from = std::max(reserved_end_, data_eof_ / 4096 * 4096);
+  if (data_->Reserve(from, kReserveChunk).ok()) {
+    reserved_end_ = from + kReserveChunk;
+  } else {
+    reserving_ = false;
+  }
+}
+
+void RwLayerImpl::ReleaseReserved() {
+  if (reserved_end_ > data_->Size()) (void)data_->Truncate(data_->Size());  // best effort: no byte changes
+  reserved_end_ = 0;
 }
 
 Status RwLayerImpl::Write(uint64_t offset, std::span<const uint8_t> data) {
@@ -332,6 +364,7 @@ Status RwLayerImpl::Seal() {
                            .WithContext(data_->Name()));
   OVBD_RETURN_IF_ERROR(data_->Sync().WithContext(data_->Name()));
   sealed_ = true;
+  ReleaseReserved();
   return Status::OK();
 }
 

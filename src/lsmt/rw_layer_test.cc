@@ -2,6 +2,7 @@
 // against a flat model, replay on reopen, torn records, rejected records, sealing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <atomic>
 #include <thread>
@@ -54,28 +55,59 @@ struct Model {
   }
 };
 
-// A data file whose Sync waits until the test opens a gate (a slow disk).
-class GatedSyncFile final : public RandomRWFile {
+// Forwards everything to another file; the decorators below override what they watch.
+class ForwardingFile : public RandomRWFile {
  public:
-  GatedSyncFile(std::unique_ptr<RandomRWFile> inner, std::shared_ptr<std::atomic<int>> gate)
-      : inner_(std::move(inner)), gate_(std::move(gate)) {}
+  explicit ForwardingFile(std::unique_ptr<RandomRWFile> inner) : inner_(std::move(inner)) {}
   Status ReadAt(uint64_t offset, std::span<uint8_t> buf) const override { return inner_->ReadAt(offset, buf); }
   uint64_t Size() const override { return inner_->Size(); }
   const std::string& Name() const override { return inner_->Name(); }
   Status WriteAt(uint64_t offset, std::span<const uint8_t> buf) override { return inner_->WriteAt(offset, buf); }
   Status Truncate(uint64_t size) override { return inner_->Truncate(size); }
   Status Trim(uint64_t offset, uint64_t length) override { return inner_->Trim(offset, length); }
+  Status Reserve(uint64_t offset, uint64_t length) override { return inner_->Reserve(offset, length); }
+  Status Sync() override { return inner_->Sync(); }
+
+ private:
+  std::unique_ptr<RandomRWFile> inner_;
+};
+
+// A data file whose Sync waits until the test opens a gate (a slow disk).
+class GatedSyncFile final : public ForwardingFile {
+ public:
+  GatedSyncFile(std::unique_ptr<RandomRWFile> inner, std::shared_ptr<std::atomic<int>> gate)
+      : ForwardingFile(std::move(inner)), gate_(std::move(gate)) {}
   Status Sync() override {
     if (gate_->load() == 1) {  // armed: report that a sync waits, then wait for the release
       gate_->store(2);
       while (gate_->load() != 3) std::this_thread::yield();
     }
-    return inner_->Sync();
+    return ForwardingFile::Sync();
   }
 
  private:
-  std::unique_ptr<RandomRWFile> inner_;
   std::shared_ptr<std::atomic<int>> gate_;
+};
+
+// A data file that logs its Reserve and Truncate calls ("R offset length", "T size") and
+// answers Reserve with `reserve_answer` (memory files cannot reserve: the log is the point).
+class ReserveLogFile final : public ForwardingFile {
+ public:
+  ReserveLogFile(std::unique_ptr<RandomRWFile> inner, std::shared_ptr<std::vector<std::string>> log,
+                 Status reserve_answer)
+      : ForwardingFile(std::move(inner)), log_(std::move(log)), answer_(std::move(reserve_answer)) {}
+  Status Reserve(uint64_t offset, uint64_t length) override {
+    log_->push_back("R " + std::to_string(offset) + " " + std::to_string(length));
+    return answer_;
+  }
+  Status Truncate(uint64_t size) override {
+    log_->push_back("T " + std::to_string(size));
+    return ForwardingFile::Truncate(size);
+  }
+
+ private:
+  std::shared_ptr<std::vector<std::string>> log_;
+  Status answer_;
 };
 
 // A Sync's data-file sync does not hold the writers: a write completes while it waits, and is
@@ -128,6 +160,70 @@ TEST(RwLayer, ManyPendingRecordsAreSyncedWithoutTheWriterWaiting) {
   // Sync() waits for the background sync, which wrote the first kRecords records; it adds the last.
   ASSERT_TRUE(layer->Sync().ok());
   EXPECT_EQ(MustOpenRw(disks)->Segments().size(), kRecords + 1);
+}
+
+std::unique_ptr<RwLayer> CreateOn(std::unique_ptr<RandomRWFile> data, const RwDisks& disks, uint64_t vsize) {
+  auto created = CreateRwLayer(std::move(data), disks.IndexFile(), Opts(vsize));
+  EXPECT_TRUE(created.ok()) << created.status().ToString();
+  return created.ok() ? std::move(created).value() : nullptr;
+}
+
+// Storage is reserved 64 MiB at a time from the data's end, the next chunk once a write would
+// leave less than 32 MiB reserved; the seal frees what is left past the end, once.
+TEST(RwLayer, StorageAheadOfTheDataIsReservedAndTheSealFreesTheRest) {
+  RwDisks disks;
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto layer = CreateOn(std::make_unique<ReserveLogFile>(disks.DataFile(), log, Status::OK()), disks, 256 << 20);
+  ASSERT_NE(layer, nullptr);
+  EXPECT_EQ(std::count_if(log->begin(), log->end(), [](const std::string& e) { return e[0] == 'R'; }), 0);
+  log->clear();  // the create wrote the header (a Truncate); nothing is reserved before a write
+  const std::vector<uint8_t> piece = MakeData(1, 4 << 20);
+  ASSERT_TRUE(layer->Write(0, piece).ok());
+  EXPECT_EQ(*log, (std::vector<std::string>{"R 4096 67108864"}));
+  for (int i = 1; i < 8; i++) ASSERT_TRUE(layer->Write(i * (4 << 20), piece).ok());  // data ends at 4096 + 32 MiB
+  EXPECT_EQ(log->size(), 1u);
+  ASSERT_TRUE(layer->Write(8 * (4 << 20), piece).ok());  // 4096 + 36 MiB: 28 MiB would be left
+  EXPECT_EQ(log->back(), "R 67112960 67108864");
+  ASSERT_TRUE(layer->Seal().ok());
+  const uint64_t sealed_size = disks.data->bytes.size();
+  EXPECT_EQ(log->back(), "T " + std::to_string(sealed_size));
+  const size_t entries = log->size();
+  layer.reset();  // closing a sealed layer has nothing left to free
+  EXPECT_EQ(log->size(), entries);
+  EXPECT_EQ(disks.data->bytes.size(), sealed_size);
+}
+
+// Closing frees the reservation too; the bytes and the size are those written.
+TEST(RwLayer, ClosingFreesTheReservationAndKeepsEveryByte) {
+  RwDisks disks;
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto layer = CreateOn(std::make_unique<ReserveLogFile>(disks.DataFile(), log, Status::OK()), disks, 1 << 20);
+  ASSERT_NE(layer, nullptr);
+  log->clear();
+  const std::vector<uint8_t> data = MakeData(2, 8192);
+  ASSERT_TRUE(layer->Write(4096, data).ok());
+  layer.reset();
+  EXPECT_EQ(*log, (std::vector<std::string>{"R 4096 67108864", "T " + std::to_string(kHeaderSize + 8192)}));
+  auto reopened = MustOpenRw(disks);
+  ASSERT_NE(reopened, nullptr);
+  std::vector<uint8_t> got(8192);
+  ASSERT_TRUE(reopened->Read(4096, got).ok());
+  EXPECT_EQ(got, data);
+}
+
+// A file that cannot reserve (or a full disk) is asked once; writes go on and nothing is freed.
+TEST(RwLayer, AFailedReservationTurnsReservingOff) {
+  RwDisks disks;
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto layer = CreateOn(std::make_unique<ReserveLogFile>(disks.DataFile(), log, Status::NoSpace("full")), disks,
+                        256 << 20);
+  ASSERT_NE(layer, nullptr);
+  log->clear();
+  const std::vector<uint8_t> piece = MakeData(3, 4 << 20);
+  for (int i = 0; i < 20; i++) ASSERT_TRUE(layer->Write(i * (4 << 20), piece).ok());
+  layer.reset();
+  EXPECT_EQ(*log, (std::vector<std::string>{"R 4096 67108864"}));
+  EXPECT_EQ(MustOpenRw(disks)->Segments().size(), 20u);
 }
 
 TEST(RwLayer, NewHeadersMatchTheReferenceBytes) {
