@@ -12,7 +12,9 @@
 #       IOPS, completion latency (fio clat) p99 / p99.9 / max of the whole window, the max clat
 #       of the writes that completed while the snapshot call ran ([call start, call end + 50 ms],
 #       from fio's per-I/O latency log; for base the same interval relative to fio's start),
-#       writes over 10 ms, and the snapshot reply's write_pause_ms and the call's wall time.
+#       writes over 10 ms, the snapshot step in which that slowest write completed (from the
+#       reply's timeline; "after" = in the 50 ms after the reply), and the snapshot reply's
+#       write_pause_ms and the call's wall time.
 #       ROUNDS rounds, each on a fresh image (serve restarted).
 #   (b) merge. A 1 GiB image: three times { fio 64 KiB random writes, io_size 256 MiB, seed per
 #       layer; ctl flush; ctl snapshot } gives lowers 0..2 of 256 MiB each (partly overlapping:
@@ -176,6 +178,34 @@ print(n, nbytes, f"{mx / 1e6:.3f}", over, stalls)
 EOF
 }
 
+# worst_step SNAPSHOT_REPLY LOG FROM_MS TO_MS: the snapshot step (the reply's timeline) in which
+# the slowest I/O completed in [FROM_MS, TO_MS] ended ("after" once the call had returned)
+worst_step() {
+  /usr/bin/python3 - "$@" <<'EOF'
+import json, sys
+reply, path, lo, hi = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+try:
+    timeline = json.load(open(reply))["timeline"]
+except (OSError, ValueError, KeyError):
+    print("n/a"); sys.exit(0)
+start, steps = timeline["start_unix_ms"], timeline["steps"]
+worst_t, worst = None, -1
+with open(path) as f:
+    for line in f:
+        p = line.split(",")
+        t, ns = int(p[0]), int(p[1])
+        if lo <= t <= hi and ns > worst:
+            worst_t, worst = t, ns
+if worst_t is None:
+    print("n/a"); sys.exit(0)
+name = "after"
+for s in steps:
+    if worst_t - start <= s["end_ms"]:
+        name = s["step"]; break
+print(name)
+EOF
+}
+
 # ---- (a) snapshot write pause -------------------------------------------------------------------
 declare -A R   # results: KEY -> value
 A=$DIR/a
@@ -237,6 +267,7 @@ part_a() {
     off0=$(( ${R[$s:t0]} - ${R[$s:launch]} )); off1=$(( ${R[$s:t1]} - ${R[$s:launch]} + 50 ))
     st=$(lat_stats "$OUT/${s}_clat.1.log" "${R[$s:t0]}" $(( ${R[$s:t1]} + 50 )))
     read -r "R[$s:in_n]" _ "R[$s:in_max]" "R[$s:in_over]" _ <<<"$st"
+    R[$s:in_step]=$(worst_step "$OUT/$s.snapshot.json" "$OUT/${s}_clat.1.log" "${R[$s:t0]}" $(( ${R[$s:t1]} + 50 )))
     st=$(lat_stats "$OUT/${b}_clat.1.log" $(( ${R[$b:launch]} + off0 )) $(( ${R[$b:launch]} + off1 )))
     read -r "R[$b:in_n]" _ "R[$b:in_max]" "R[$b:in_over]" _ <<<"$st"
     stop_server
@@ -390,17 +421,17 @@ report() {
   echo
   echo "#### (a) 4 KiB random writes, QD8, upper holding 1 GiB: a window with one snapshot at its middle vs the same window without"
   echo
-  echo "| round | window | IOPS | clat p99 (ms) | p99.9 (ms) | max (ms) | writes > 10 ms | stalls > 50 ms | max clat during the snapshot call (ms) | write_pause_ms (reply) | snapshot call (ms) |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  echo "| round | window | IOPS | clat p99 (ms) | p99.9 (ms) | max (ms) | writes > 10 ms | stalls > 50 ms | max clat during the snapshot call (ms) | its step | write_pause_ms (reply) | snapshot call (ms) |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   local worst_in="" worst_max_s="" worst_max_b=""
   for r in $(seq 1 "$ROUNDS"); do
     local b="a$r-base" s="a$r-snap"
     [[ -n ${R[$s:iops]:-} ]] || continue
-    printf '| %s | no snapshot | %.0f | %s | %s | %s | %s | %s | %s (same interval) | — | — |\n' "$r" "${R[$b:iops]}" \
+    printf '| %s | no snapshot | %.0f | %s | %s | %s | %s | %s | %s (same interval) | — | — | — |\n' "$r" "${R[$b:iops]}" \
       "$(ms "$b:p99")" "$(ms "$b:p999")" "$(ms "$b:max")" "$(v "$b:over10")" "$(v "$b:stalls")" "$(v "$b:in_max")"
-    printf '| %s | snapshot | %.0f | %s | %s | %s | %s | %s | **%s** (%s writes) | %s | %s |\n' "$r" "${R[$s:iops]}" \
+    printf '| %s | snapshot | %.0f | %s | %s | %s | %s | %s | **%s** (%s writes) | %s | %s | %s |\n' "$r" "${R[$s:iops]}" \
       "$(ms "$s:p99")" "$(ms "$s:p999")" "$(ms "$s:max")" "$(v "$s:over10")" "$(v "$s:stalls")" "$(v "$s:in_max")" \
-      "$(v "$s:in_n")" "$(v "$s:pause")" "$(v "$s:call")"
+      "$(v "$s:in_n")" "$(v "$s:in_step")" "$(v "$s:pause")" "$(v "$s:call")"
     worst_in=$(awk -v a="$worst_in" -v b="${R[$s:in_max]}" 'BEGIN { print (a == "" || b > a) ? b : a }')
     worst_max_s=$(awk -v a="$worst_max_s" -v b="$(ms "$s:max")" 'BEGIN { print (a == "" || b > a) ? b : a }')
     worst_max_b=$(awk -v a="$worst_max_b" -v b="$(ms "$b:max")" 'BEGIN { print (a == "" || b > a) ? b : a }')
