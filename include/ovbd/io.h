@@ -230,6 +230,10 @@ Status SyncFile(const std::string& path);
 
 // ---- Helpers -------------------------------------------------------------------------------
 
+// One spelling of a path for comparing two of them: absolute, with "..", "." and symlinks
+// resolved as far as the path exists (std::filesystem::weakly_canonical); `path` unchanged if
+// that fails.
+std::string CanonicalPath(const std::string& path);
 // Reads the whole file into memory (tests and small metadata only).
 Result<std::vector<uint8_t>> ReadAll(const ReadableFile& file);
 // Copies all of `in` to `out` in `chunk`-byte reads, calling `progress(done, total)` if set.

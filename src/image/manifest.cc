@@ -43,14 +43,6 @@ ordered_json CheckpointJson(const Checkpoint& c) {
   return j;
 }
 
-// Where two spellings of one path agree (relative to the manifest, ".." and symlinks resolved
-// as far as they exist).
-std::string Canonical(const std::string& path) {
-  std::error_code ec;
-  auto p = std::filesystem::weakly_canonical(path, ec);
-  return ec ? path : p.string();
-}
-
 // A path in `dir` is written relative to it (the manifest's own relative paths resolve against
 // its directory), so an image directory can be moved whole.
 std::string InDir(const std::string& path, const std::string& dir) {
@@ -170,13 +162,13 @@ Status Manifest::Save() const {
 Result<std::vector<std::string>> Manifest::Leftovers() const {
   std::vector<std::string> named;
   for (const auto& l : config_.lowers) {
-    if (!l.file.empty()) named.push_back(Canonical(l.file));
+    if (!l.file.empty()) named.push_back(CanonicalPath(l.file));
   }
   for (const auto* u : {config_.upper ? &*config_.upper : nullptr,
                         config_.pending_snapshot ? &config_.pending_snapshot->upper : nullptr}) {
     if (u == nullptr) continue;
-    named.push_back(Canonical(u->data));
-    named.push_back(Canonical(u->index));
+    named.push_back(CanonicalPath(u->data));
+    named.push_back(CanonicalPath(u->index));
   }
   DIR* d = opendir(dir_.c_str());
   if (d == nullptr) return Status::FromErrno(errno, "manifest directory " + dir_);
@@ -189,7 +181,7 @@ Result<std::vector<std::string>> Manifest::Leftovers() const {
                       (name.size() > std::strlen(kTempSuffix) && name.ends_with(kTempSuffix) &&
                        IsOvbdLayerName(name.substr(0, name.size() - std::strlen(kTempSuffix))));
     if (!temp && !IsOvbdLayerName(name)) continue;
-    if (std::find(named.begin(), named.end(), Canonical(full)) == named.end()) found.push_back(full);
+    if (std::find(named.begin(), named.end(), CanonicalPath(full)) == named.end()) found.push_back(full);
   }
   closedir(d);
   std::sort(found.begin(), found.end());

@@ -1,5 +1,6 @@
 // Small adapters and helpers over the file interfaces.
 #include <algorithm>
+#include <filesystem>
 
 #include "base/checked.h"
 #include "ovbd/io.h"
@@ -96,6 +97,12 @@ Status CopyFile(const ReadableFile& in, WritableFile* out, const ProgressFn& pro
     if (progress) progress(done, total);
   }
   return Status::OK();
+}
+
+std::string CanonicalPath(const std::string& path) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(path, ec);
+  return ec ? path : p.string();
 }
 
 }  // namespace ovbd

@@ -210,16 +210,6 @@ Result<size_t> Volume::LayerIndex(const std::string& selector) const {
                                  " (bottom = 0) or a checkpoint name");
 }
 
-namespace {
-
-std::string Canonical(const std::string& path) {
-  std::error_code ec;
-  auto p = std::filesystem::weakly_canonical(path, ec);
-  return ec ? path : p.string();
-}
-
-}  // namespace
-
 // overlaybd's live-snapshot form: NEW names the current lowers, the current upper as its last
 // lower, and a fresh upper. Everything is checked before anything changes.
 Result<image::Manifest> Volume::CheckSnapshotConfig(const std::string& path) const {
@@ -235,14 +225,14 @@ Result<image::Manifest> Volume::CheckSnapshotConfig(const std::string& path) con
   }
   for (size_t i = 0; i < stack_.size(); i++) {
     const bool same = stack_[i].file.empty() ? c.lowers[i].file.empty() && c.lowers[i].digest == manifest_->config().lowers[i].digest
-                                             : Canonical(c.lowers[i].file) == Canonical(stack_[i].file);
+                                             : CanonicalPath(c.lowers[i].file) == CanonicalPath(stack_[i].file);
     if (!same) return Status::InvalidArgument(where + "lowers[" + std::to_string(i) + "] is not the current lowers[" +
                                               std::to_string(i) + "] (" + stack_[i].name + ")");
   }
-  if (Canonical(c.lowers.back().file) != Canonical(upper_->data)) {
+  if (CanonicalPath(c.lowers.back().file) != CanonicalPath(upper_->data)) {
     return Status::InvalidArgument(where + "its last lower must be the current upper's data file " + upper_->data);
   }
-  if (Canonical(c.upper->data) == Canonical(upper_->data) || Canonical(c.upper->index) == Canonical(upper_->index)) {
+  if (CanonicalPath(c.upper->data) == CanonicalPath(upper_->data) || CanonicalPath(c.upper->index) == CanonicalPath(upper_->index)) {
     return Status::InvalidArgument(where + "its upper must be a new writable layer, not the current one");
   }
   return m;
