@@ -18,19 +18,24 @@
 // Sync() (plus possibly some of an interrupted one). A torn trailing record, or a zero-filled tail
 // left by a crash while the index file grew, is ignored on open. Reads see pending writes at once
 // (the in-memory index has them). The destructor syncs what is pending; a very long run of writes
-// without Sync() syncs by itself every kMaxPendingRecords records, in a background thread (started
-// at the first such sync, so a layer that is never written that much has none) so that no writer
-// waits for the disk. A background sync that fails keeps its records pending; the next Sync()
+// without Sync() syncs by itself every kMaxPendingRecords records, in a background thread so that
+// no writer waits for the disk. The thread starts at the first write that asks it for work (the
+// first write of the layer, for a reservation below), so a layer opened but never written has
+// none: a process that opens a layer and then forks (attach) serves it in the child. A background sync that fails keeps its records pending; the next Sync()
 // retries them and reports the error, and until then no other background sync is tried.
 //
-// Storage ahead of the data file's end is reserved kReserveChunk at a time (RandomRWFile::
-// Reserve, beyond the file's size, which it does not change), so the file system's writeback
-// allocates nothing while writers append: on ext4 an allocating writeback holds the inode's
-// block map while it waits for bitmap reads behind its own writes, and every appending writer
-// waits for it (20-60 ms stalls under a sync of a few hundred MiB; docs/performance.md). What
-// is reserved past the end is freed when the layer is sealed or closed (a crash leaves it, and
-// the next open writes into it). Storage that cannot reserve, or a failed reservation (a full
-// disk), turns reserving off for the layer: the writes themselves report real errors.
+// Storage ahead of the data file's end is reserved (RandomRWFile::Reserve, beyond the file's
+// size, which it does not change) so that the file system's writeback allocates nothing while
+// writers append: on ext4 an allocating writeback holds the inode's block map while it waits for
+// bitmap reads queued behind its own writes, and every appending writer waits for it (20-60 ms
+// under a sync of a few hundred MiB; docs/performance.md). The reservation itself allocates, and
+// holds the inode's lock meanwhile, so it is not done by a writer or while a sync floods the
+// disk: once less than half of kReserveChunk is left, a writer asks the background thread, which
+// reserves up to kReserveChunk past the end while holding sync_mu_ (no Sync of this layer runs
+// then), before any sync it was asked for. What is reserved past the end is freed when the layer
+// is sealed or closed, by the process that reserved it (a crash leaves it; the next open writes
+// into it). Storage that cannot reserve, or a failed reservation (a full disk), turns reserving
+// off for the layer: the writes themselves report real errors.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -105,8 +110,11 @@ class RwLayerImpl final : public RwLayer {
   Status CheckWritable(uint64_t offset, uint64_t length, const char* op) const;
   Status WritePiece(uint64_t offset, std::span<const uint8_t> piece);
   // Reserves the next chunk when a write up to `end` leaves less than half a chunk reserved.
-  void ReserveAhead(uint64_t end);   // needs write_mu_
-  void ReleaseReserved();            // needs write_mu_
+  bool WantsReserve() const;  // needs write_mu_
+  void AskToReserve();
+  void ReserveAhead();        // in the background thread; takes sync_mu_ and write_mu_
+  void ReleaseReserved();     // needs sync_mu_ and write_mu_ (or no other thread)
+  void WakeSyncer();          // needs syncer_mu_; starts the thread at its first use
   Status AppendRecord(const Segment& s);
   Status SyncLocked();  // needs sync_mu_ and write_mu_
   Status SyncHeld();    // needs sync_mu_ only
@@ -133,14 +141,16 @@ class RwLayerImpl final : public RwLayer {
   std::vector<uint8_t> pending_;  // guarded by write_mu_: encoded records not yet in the file
   bool index_unsynced_ = false;   // guarded by sync_mu_: records written but not yet synced
   bool sealed_ = false;     // guarded by write_mu_
-  uint64_t reserved_end_ = 0;  // guarded by write_mu_: storage is reserved up to here
-  bool reserving_ = true;      // guarded by write_mu_: off once a reservation failed
+  // Storage is reserved up to here; written under sync_mu_ and write_mu_ (read under either).
+  uint64_t reserved_end_ = 0;
+  std::atomic<bool> reserving_{true};  // off once a reservation failed
 
   // The background syncer (see the top of the file).
   std::mutex syncer_mu_;
   std::condition_variable syncer_cv_;
   std::thread syncer_;                 // guarded by syncer_mu_
   bool sync_wanted_ = false;           // guarded by syncer_mu_
+  bool reserve_wanted_ = false;        // guarded by syncer_mu_
   bool syncer_stopping_ = false;       // guarded by syncer_mu_
   std::atomic<bool> background_failed_{false};  // a background sync failed; cleared by Sync()
 };
@@ -177,27 +187,31 @@ Status RwLayerImpl::AppendRecord(const Segment& s) {
   return Status::OK();
 }
 
+void RwLayerImpl::WakeSyncer() {
+  if (!syncer_.joinable()) syncer_ = std::thread([this] { SyncerLoop(); });
+  syncer_cv_.notify_one();
+}
+
 Status RwLayerImpl::MaybeSync(bool many_pending) {
   if (!many_pending || background_failed_.load(std::memory_order_relaxed)) return Status::OK();
-  {
-    std::lock_guard lock(syncer_mu_);
-    if (syncer_stopping_) return Status::OK();
-    if (!syncer_.joinable()) syncer_ = std::thread([this] { SyncerLoop(); });
-    sync_wanted_ = true;
-  }
-  syncer_cv_.notify_one();
+  std::lock_guard lock(syncer_mu_);
+  if (syncer_stopping_) return Status::OK();
+  sync_wanted_ = true;
+  WakeSyncer();
   return Status::OK();
 }
 
 void RwLayerImpl::SyncerLoop() {
   std::unique_lock lock(syncer_mu_);
   for (;;) {
-    syncer_cv_.wait(lock, [this] { return sync_wanted_ || syncer_stopping_; });
+    syncer_cv_.wait(lock, [this] { return sync_wanted_ || reserve_wanted_ || syncer_stopping_; });
     if (syncer_stopping_) return;
-    sync_wanted_ = false;
+    const bool sync = sync_wanted_, reserve = reserve_wanted_;
+    sync_wanted_ = reserve_wanted_ = false;
     lock.unlock();
-    {
-      std::lock_guard sync(sync_mu_);
+    if (reserve) ReserveAhead();  // first: while the disk is not busy with this layer's sync
+    if (sync) {
+      std::lock_guard hold(sync_mu_);
       if (!SyncHeld().ok()) background_failed_.store(true, std::memory_order_relaxed);
     }
     lock.lock();
@@ -219,22 +233,44 @@ Status RwLayerImpl::WritePiece(uint64_t offset, std::span<const uint8_t> piece) 
   if (s.moffset + s.length > kMaxMOffset) {
     return Status::NoSpace(data_->Name() + ": data file is at the 2^55-sector moffset limit");
   }
-  ReserveAhead(data_eof_ + piece.size());
   OVBD_RETURN_IF_ERROR(data_->WriteAt(data_eof_, piece).WithContext(data_->Name()));
   data_eof_ += piece.size();
   return AppendRecord(s);
 }
 
-void RwLayerImpl::ReserveAhead(uint64_t end) {
-  if (!reserving_ || end + kReserveChunk / 2 <= reserved_end_) return;
-  const uint64_t from = std::max(reserved_end_, data_eof_ / 4096 * 4096);
-  if (data_->Reserve(from, kReserveChunk).ok()) {
-    reserved_end_ = from + kReserveChunk;
+bool RwLayerImpl::WantsReserve() const {
+  return reserving_.load(std::memory_order_relaxed) && data_eof_ + kReserveChunk / 2 > reserved_end_;
+}
+
+void RwLayerImpl::AskToReserve() {
+  std::lock_guard lock(syncer_mu_);
+  if (syncer_stopping_) return;
+  reserve_wanted_ = true;
+  WakeSyncer();
+}
+
+void RwLayerImpl::ReserveAhead() {
+  std::lock_guard sync(sync_mu_);
+  uint64_t from = 0, to = 0;
+  {
+    std::lock_guard lock(write_mu_);
+    if (sealed_ || !reserving_.load(std::memory_order_relaxed)) return;
+    from = std::max(reserved_end_, data_eof_ / 4096 * 4096);
+    to = data_eof_ + kReserveChunk;
+  }
+  if (to <= from) return;
+  // Writers go on meanwhile (they append below `to`); only Seal, Resize and Sync wait.
+  const bool reserved = data_->Reserve(from, to - from).ok();
+  std::lock_guard lock(write_mu_);
+  if (reserved) {
+    reserved_end_ = to;
   } else {
-    reserving_ = false;
+    reserving_.store(false, std::memory_order_relaxed);
   }
 }
 
+// Only the process whose writes reserved the storage has reserved_end_ > 0, and its Size() is
+// current: a process that opened the layer and forked (attach) never truncates the child's data.
 void RwLayerImpl::ReleaseReserved() {
   if (reserved_end_ > data_->Size()) (void)data_->Truncate(data_->Size());  // best effort: no byte changes
   reserved_end_ = 0;
@@ -242,6 +278,7 @@ void RwLayerImpl::ReleaseReserved() {
 
 Status RwLayerImpl::Write(uint64_t offset, std::span<const uint8_t> data) {
   bool many_pending = false;
+  bool reserve = false;
   {
     std::lock_guard lock(write_mu_);
     OVBD_RETURN_IF_ERROR(CheckWritable(offset, data.size(), "write"));
@@ -251,7 +288,9 @@ Status RwLayerImpl::Write(uint64_t offset, std::span<const uint8_t> data) {
       done += n;
     }
     many_pending = pending_.size() >= kMaxPendingRecords * kSegmentBytes;
+    reserve = WantsReserve();
   }
+  if (reserve) AskToReserve();
   return MaybeSync(many_pending);
 }
 

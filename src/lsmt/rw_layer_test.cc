@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <chrono>
 #include <atomic>
 #include <thread>
 
@@ -91,22 +93,43 @@ class GatedSyncFile final : public ForwardingFile {
 
 // A data file that logs its Reserve and Truncate calls ("R offset length", "T size") and
 // answers Reserve with `reserve_answer` (memory files cannot reserve: the log is the point).
+// Reservations come from the layer's background thread: Wait() for them.
 class ReserveLogFile final : public ForwardingFile {
  public:
-  ReserveLogFile(std::unique_ptr<RandomRWFile> inner, std::shared_ptr<std::vector<std::string>> log,
-                 Status reserve_answer)
+  struct Log {
+    std::mutex mu;
+    std::vector<std::string> entries;
+    std::vector<std::string> Get() {
+      std::lock_guard lock(mu);
+      return entries;
+    }
+    void Clear() {
+      std::lock_guard lock(mu);
+      entries.clear();
+    }
+    // Waits (up to 10 s) until there are n entries; returns them.
+    std::vector<std::string> Wait(size_t n) {
+      for (int i = 0; i < 10000 && Get().size() < n; i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return Get();
+    }
+  };
+  ReserveLogFile(std::unique_ptr<RandomRWFile> inner, std::shared_ptr<Log> log, Status reserve_answer)
       : ForwardingFile(std::move(inner)), log_(std::move(log)), answer_(std::move(reserve_answer)) {}
   Status Reserve(uint64_t offset, uint64_t length) override {
-    log_->push_back("R " + std::to_string(offset) + " " + std::to_string(length));
+    Add("R " + std::to_string(offset) + " " + std::to_string(length));
     return answer_;
   }
   Status Truncate(uint64_t size) override {
-    log_->push_back("T " + std::to_string(size));
+    Add("T " + std::to_string(size));
     return ForwardingFile::Truncate(size);
   }
 
  private:
-  std::shared_ptr<std::vector<std::string>> log_;
+  void Add(std::string entry) {
+    std::lock_guard lock(log_->mu);
+    log_->entries.push_back(std::move(entry));
+  }
+  std::shared_ptr<Log> log_;
   Status answer_;
 };
 
@@ -168,42 +191,46 @@ std::unique_ptr<RwLayer> CreateOn(std::unique_ptr<RandomRWFile> data, const RwDi
   return created.ok() ? std::move(created).value() : nullptr;
 }
 
-// Storage is reserved 64 MiB at a time from the data's end, the next chunk once a write would
-// leave less than 32 MiB reserved; the seal frees what is left past the end, once.
+// The background thread reserves up to 64 MiB past the data's end once a write leaves less
+// than 32 MiB reserved (the exact offsets show that nothing else was reserved in between); the
+// seal frees what is left past the end, once.
 TEST(RwLayer, StorageAheadOfTheDataIsReservedAndTheSealFreesTheRest) {
   RwDisks disks;
-  auto log = std::make_shared<std::vector<std::string>>();
+  auto log = std::make_shared<ReserveLogFile::Log>();
   auto layer = CreateOn(std::make_unique<ReserveLogFile>(disks.DataFile(), log, Status::OK()), disks, 256 << 20);
   ASSERT_NE(layer, nullptr);
-  EXPECT_EQ(std::count_if(log->begin(), log->end(), [](const std::string& e) { return e[0] == 'R'; }), 0);
-  log->clear();  // the create wrote the header (a Truncate); nothing is reserved before a write
-  const std::vector<uint8_t> piece = MakeData(1, 4 << 20);
-  ASSERT_TRUE(layer->Write(0, piece).ok());
-  EXPECT_EQ(*log, (std::vector<std::string>{"R 4096 67108864"}));
-  for (int i = 1; i < 8; i++) ASSERT_TRUE(layer->Write(i * (4 << 20), piece).ok());  // data ends at 4096 + 32 MiB
-  EXPECT_EQ(log->size(), 1u);
-  ASSERT_TRUE(layer->Write(8 * (4 << 20), piece).ok());  // 4096 + 36 MiB: 28 MiB would be left
-  EXPECT_EQ(log->back(), "R 67112960 67108864");
+  log->Clear();  // the create wrote the header (a Truncate); nothing is reserved before a write
+  constexpr uint64_t kMiB = 1 << 20;
+  const std::vector<uint8_t> piece = MakeData(1, 4 * kMiB);
+  ASSERT_TRUE(layer->Write(0, piece).ok());  // data ends at 4096 + 4 MiB
+  EXPECT_EQ(log->Wait(1), (std::vector<std::string>{"R " + std::to_string(4 * kMiB + 4096) + " " +
+                                                     std::to_string(64 * kMiB)}));
+  // Reserved to 68 MiB + 4096: the writes up to a data end of 36 MiB + 4096 leave 32 MiB.
+  for (int i = 1; i < 10; i++) ASSERT_TRUE(layer->Write(i * 4 * kMiB, piece).ok());  // to 40 MiB + 4096
+  EXPECT_EQ(log->Wait(2).back(), "R " + std::to_string(68 * kMiB + 4096) + " " + std::to_string(36 * kMiB));
   ASSERT_TRUE(layer->Seal().ok());
   const uint64_t sealed_size = disks.data->bytes.size();
-  EXPECT_EQ(log->back(), "T " + std::to_string(sealed_size));
-  const size_t entries = log->size();
+  const std::vector<std::string> entries = log->Get();
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries.back(), "T " + std::to_string(sealed_size));
   layer.reset();  // closing a sealed layer has nothing left to free
-  EXPECT_EQ(log->size(), entries);
+  EXPECT_EQ(log->Get(), entries);
   EXPECT_EQ(disks.data->bytes.size(), sealed_size);
 }
 
 // Closing frees the reservation too; the bytes and the size are those written.
 TEST(RwLayer, ClosingFreesTheReservationAndKeepsEveryByte) {
   RwDisks disks;
-  auto log = std::make_shared<std::vector<std::string>>();
+  auto log = std::make_shared<ReserveLogFile::Log>();
   auto layer = CreateOn(std::make_unique<ReserveLogFile>(disks.DataFile(), log, Status::OK()), disks, 1 << 20);
   ASSERT_NE(layer, nullptr);
-  log->clear();
+  log->Clear();
   const std::vector<uint8_t> data = MakeData(2, 8192);
   ASSERT_TRUE(layer->Write(4096, data).ok());
+  const std::string end = std::to_string(kHeaderSize + 8192);
+  EXPECT_EQ(log->Wait(1), (std::vector<std::string>{"R " + end + " 67108864"}));
   layer.reset();
-  EXPECT_EQ(*log, (std::vector<std::string>{"R 4096 67108864", "T " + std::to_string(kHeaderSize + 8192)}));
+  EXPECT_EQ(log->Get(), (std::vector<std::string>{"R " + end + " 67108864", "T " + end}));
   auto reopened = MustOpenRw(disks);
   ASSERT_NE(reopened, nullptr);
   std::vector<uint8_t> got(8192);
@@ -214,15 +241,17 @@ TEST(RwLayer, ClosingFreesTheReservationAndKeepsEveryByte) {
 // A file that cannot reserve (or a full disk) is asked once; writes go on and nothing is freed.
 TEST(RwLayer, AFailedReservationTurnsReservingOff) {
   RwDisks disks;
-  auto log = std::make_shared<std::vector<std::string>>();
+  auto log = std::make_shared<ReserveLogFile::Log>();
   auto layer = CreateOn(std::make_unique<ReserveLogFile>(disks.DataFile(), log, Status::NoSpace("full")), disks,
                         256 << 20);
   ASSERT_NE(layer, nullptr);
-  log->clear();
+  log->Clear();
   const std::vector<uint8_t> piece = MakeData(3, 4 << 20);
-  for (int i = 0; i < 20; i++) ASSERT_TRUE(layer->Write(i * (4 << 20), piece).ok());
-  layer.reset();
-  EXPECT_EQ(*log, (std::vector<std::string>{"R 4096 67108864"}));
+  ASSERT_TRUE(layer->Write(0, piece).ok());
+  ASSERT_EQ(log->Wait(1).size(), 1u);
+  for (int i = 1; i < 20; i++) ASSERT_TRUE(layer->Write(i * (4 << 20), piece).ok());
+  layer.reset();  // joins the background thread: whatever it was asked is done
+  EXPECT_EQ(log->Get(), (std::vector<std::string>{"R " + std::to_string(kHeaderSize + (4 << 20)) + " 67108864"}));
   EXPECT_EQ(MustOpenRw(disks)->Segments().size(), 20u);
 }
 
