@@ -133,16 +133,20 @@ class ReserveLogFile final : public ForwardingFile {
   Status answer_;
 };
 
+// A layer on `data` and the index file of `disks`.
+std::unique_ptr<RwLayer> CreateOn(std::unique_ptr<RandomRWFile> data, const RwDisks& disks, uint64_t vsize) {
+  auto created = CreateRwLayer(std::move(data), disks.IndexFile(), Opts(vsize));
+  EXPECT_TRUE(created.ok()) << created.status().ToString();
+  return created.ok() ? std::move(created).value() : nullptr;
+}
+
 // A Sync's data-file sync does not hold the writers: a write completes while it waits, and is
 // durable only after a later Sync (it was not part of the first one).
 TEST(RwLayer, WritesGoOnWhileASyncWaitsForTheDisk) {
   RwDisks disks;
   auto gate = std::make_shared<std::atomic<int>>(0);
-  CreateOptions o;
-  o.virtual_size = 1 << 20;
-  auto created = CreateRwLayer(std::make_unique<GatedSyncFile>(disks.DataFile(), gate), disks.IndexFile(), o);
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::unique_ptr<RwLayer> layer = std::move(created).value();
+  std::unique_ptr<RwLayer> layer = CreateOn(std::make_unique<GatedSyncFile>(disks.DataFile(), gate), disks, 1 << 20);
+  ASSERT_NE(layer, nullptr);
   const std::vector<uint8_t> a(4096, 0xaa), b(4096, 0xbb);
   ASSERT_TRUE(layer->Write(0, a).ok());
   gate->store(1);
@@ -168,11 +172,8 @@ TEST(RwLayer, WritesGoOnWhileASyncWaitsForTheDisk) {
 TEST(RwLayer, ManyPendingRecordsAreSyncedWithoutTheWriterWaiting) {
   RwDisks disks;
   auto gate = std::make_shared<std::atomic<int>>(0);
-  CreateOptions o;
-  o.virtual_size = 128 << 20;
-  auto created = CreateRwLayer(std::make_unique<GatedSyncFile>(disks.DataFile(), gate), disks.IndexFile(), o);
-  ASSERT_TRUE(created.ok()) << created.status().ToString();
-  std::unique_ptr<RwLayer> layer = std::move(created).value();
+  std::unique_ptr<RwLayer> layer = CreateOn(std::make_unique<GatedSyncFile>(disks.DataFile(), gate), disks, 128 << 20);
+  ASSERT_NE(layer, nullptr);
   gate->store(1);  // armed after the create, which syncs the headers
   const std::vector<uint8_t> sector(512, 0x5a);
   constexpr uint64_t kRecords = 64 * 1024;
@@ -183,12 +184,6 @@ TEST(RwLayer, ManyPendingRecordsAreSyncedWithoutTheWriterWaiting) {
   // Sync() waits for the background sync, which wrote the first kRecords records; it adds the last.
   ASSERT_TRUE(layer->Sync().ok());
   EXPECT_EQ(MustOpenRw(disks)->Segments().size(), kRecords + 1);
-}
-
-std::unique_ptr<RwLayer> CreateOn(std::unique_ptr<RandomRWFile> data, const RwDisks& disks, uint64_t vsize) {
-  auto created = CreateRwLayer(std::move(data), disks.IndexFile(), Opts(vsize));
-  EXPECT_TRUE(created.ok()) << created.status().ToString();
-  return created.ok() ? std::move(created).value() : nullptr;
 }
 
 // The background thread reserves up to 64 MiB past the data's end once a write leaves less
