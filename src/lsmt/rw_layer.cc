@@ -21,8 +21,9 @@
 // without Sync() syncs by itself every kMaxPendingRecords records, in a background thread so that
 // no writer waits for the disk. The thread starts at the first write that asks it for work (the
 // first write of the layer, for a reservation below), so a layer opened but never written has
-// none: a process that opens a layer and then forks (attach) serves it in the child. A background sync that fails keeps its records pending; the next Sync()
-// retries them and reports the error, and until then no other background sync is tried.
+// none: a process that opens a layer and then forks (attach) serves it in the child. A
+// background sync that fails keeps its records pending; the next Sync() retries them and reports
+// the error, and until then no other background sync is tried.
 //
 // Storage ahead of the data file's end is reserved (RandomRWFile::Reserve, beyond the file's
 // size, which it does not change) so that the file system's writeback allocates nothing while
@@ -109,7 +110,7 @@ class RwLayerImpl final : public RwLayer {
  private:
   Status CheckWritable(uint64_t offset, uint64_t length, const char* op) const;
   Status WritePiece(uint64_t offset, std::span<const uint8_t> piece);
-  // Reserves the next chunk when a write up to `end` leaves less than half a chunk reserved.
+  // Whether less than half of kReserveChunk is reserved past the data's end.
   bool WantsReserve() const;  // needs write_mu_
   void AskToReserve();
   void ReserveAhead();        // in the background thread; takes sync_mu_ and write_mu_
