@@ -101,23 +101,28 @@ class BackgroundPriority {
 };
 
 // When each step of an operation ended, for its reply: a client's latency log (fio's
-// --log_unix_epoch) can then be lined up with the steps. Times in ms since the start.
+// --log_unix_epoch) can then be lined up with the steps. Times in ms since the start; Done()
+// returns how long the step took (since the previous Done()).
 class StepClock {
  public:
   StepClock()
       : start_(std::chrono::steady_clock::now()),
         start_unix_ms_(std::chrono::duration<double, std::milli>(
                            std::chrono::system_clock::now().time_since_epoch()).count()) {}
-  void Done(const char* step) {
-    steps_.push_back({{"step", step},
-                      {"end_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
-                                     .count()}});
+  double Done(const char* step) {
+    const double end_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+    steps_.push_back({{"step", step}, {"end_ms", end_ms}});
+    const double took = end_ms - last_end_ms_;
+    last_end_ms_ = end_ms;
+    return took;
   }
   nlohmann::ordered_json Json() const { return {{"start_unix_ms", start_unix_ms_}, {"steps", steps_}}; }
 
  private:
   std::chrono::steady_clock::time_point start_;
   double start_unix_ms_;
+  double last_end_ms_ = 0;
   nlohmann::ordered_json steps_ = nlohmann::ordered_json::array();
 };
 
@@ -294,18 +299,16 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
     forget_next();
     return saved.WithContext("snapshot '" + checkpoint.name + "'");
   }
-  clock.Done("intent");
   // 2. The old stack under the new upper: writes pause only while in-flight ones finish.
   std::shared_ptr<lsmt::Image> previous = image_;
   std::shared_ptr<lsmt::Image> stacked;
-  const auto t0 = std::chrono::steady_clock::now();
+  clock.Done("intent");
   Status switched = switch_->Switch([&](BlockDevice&) -> Result<std::shared_ptr<BlockDevice>> {
     OVBD_ASSIGN_OR_RETURN(auto img, previous->StackedUnder(rw));
     stacked = std::move(img);
     return std::shared_ptr<BlockDevice>(NewImageDevice(stacked, device_options_));
   });
-  const double pause_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  clock.Done("switch");
+  const double pause_ms = clock.Done("switch");
   if (!switched.ok()) {
     Status undone = manifest_->Save();  // the manifest without the intent
     if (undone.ok()) forget_next();
@@ -352,12 +355,9 @@ Result<nlohmann::ordered_json> Volume::Snapshot(const std::string& requested, co
   std::shared_ptr<lsmt::Image> rebuilt_image = std::move(rebuilt).value();
   auto device = std::shared_ptr<BlockDevice>(NewImageDevice(rebuilt_image, device_options_));
   clock.Done("rebuild");
-  const auto t1 = std::chrono::steady_clock::now();
   Status swapped = switch_->Switch([&](BlockDevice&) -> Result<std::shared_ptr<BlockDevice>> { return device; });
-  const double rebuild_pause_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+  const double rebuild_pause_ms = clock.Done("switch_rebuilt");
   if (!swapped.ok()) return half_done(swapped);
-  clock.Done("switch_rebuilt");
   {
     std::lock_guard lock(state_mu_);
     image_ = rebuilt_image;
